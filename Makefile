@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create (or reuse) the virtual environment in .venv and install what they need.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo demo-stop airflow test lock clean
+
+$(INSTALLED): requirements.txt requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+demo: $(INSTALLED)  ## the whole retrain -> promote cycle of the demo model, on this machine
+	$(BIN)/python -m embedded.demo
+
+demo-stop: $(INSTALLED)  ## stop the MLflow server the demo left running
+	$(BIN)/python -m embedded.demo --stop
+
+airflow: $(INSTALLED)  ## the same DAGs in `airflow standalone`, with the demo's MLflow server
+	$(BIN)/python -m embedded.standalone
+
+test: $(INSTALLED)  ## the whole test suite
+	$(BIN)/python -m pytest
+
+lock: $(INSTALLED)  ## re-resolve constraints.txt after changing a requirements file
+	$(BIN)/uv pip compile requirements-dev.txt --universal --python-version 3.11 -o constraints.txt
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache
