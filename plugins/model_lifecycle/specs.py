@@ -1,0 +1,295 @@
+"""Model specs: one YAML file per model in ``include/models/``, validated into a ``ModelSpec``.
+
+A spec is validated when the DAG file is parsed. Every error names the file, the field and what is
+wrong, so that a typo in one spec reads as a clear import error while the other models' DAGs load.
+
+``_defaults.yaml`` in the same folder holds project-wide defaults (for example the training backend);
+each model spec is merged over it, so a backend is chosen per spec or for the whole project, never by
+editing DAG code. Files whose name starts with ``_`` are not models.
+
+Pure module: no Airflow imports, and nothing heavier than PyYAML and pydantic (both already loaded by
+Airflow at parse time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SPECS_DIR_ENV = "MODEL_LIFECYCLE_SPECS_DIR"
+DEFAULTS_FILE = "_defaults.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+_NAME = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_CRON_FIELD = r"^[\w*/,\-?LW#]+$"
+_CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+
+class Training(_Strict):
+    backend: Literal["local"] = "local"
+    image: str | None = None
+    command: list[NonEmptyStr] = Field(default_factory=lambda: ["python", "-m", "training"], min_length=1)
+    resources: Resources = Field(default_factory=Resources)
+    env: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return env
+
+
+class Data(_Strict):
+    source: NonEmptyStr
+    lookback_days: int = Field(ge=1, le=3650)
+
+
+class MetricGate(_Strict):
+    """Bounds for one metric: absolute ``min``/``max`` and the largest allowed regression against the
+    production version, in the metric's own units, in the direction that ``goal`` says is worse."""
+
+    goal: Literal["maximize", "minimize"] = "maximize"
+    min: float | None = None
+    max: float | None = None
+    max_regression: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> MetricGate:
+        if self.min is None and self.max is None and self.max_regression is None:
+            raise ValueError("give at least one of min, max, max_regression")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Evaluation(_Strict):
+    metrics: dict[NonEmptyStr, MetricGate] = Field(min_length=1)
+
+
+class InferenceServiceRef(_Strict):
+    name: Annotated[str, Field(pattern=_K8S_NAME)]
+    namespace: Annotated[str, Field(pattern=_K8S_NAME)]
+
+
+class GitOps(_Strict):
+    provider: Literal["local"] = "local"
+    repository: NonEmptyStr
+    base_branch: NonEmptyStr = "main"
+    manifest_path: NonEmptyStr
+    inference_service: InferenceServiceRef
+    poll_interval_seconds: int = Field(default=30, ge=1, le=3600)
+    merge_timeout_hours: float = Field(default=72, gt=0, le=24 * 30)
+
+    @field_validator("manifest_path")
+    @classmethod
+    def _relative_path(cls, path: str) -> str:
+        parts = Path(path).parts
+        if Path(path).is_absolute() or ".." in parts:
+            raise ValueError(f"{path!r} must be a path inside the repository (relative, no '..')")
+        return path
+
+    def repository_path(self) -> Path:
+        """The local provider's repository; relative paths are taken from the project root."""
+        path = Path(os.path.expandvars(os.path.expanduser(self.repository)))
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+class SmokeRequest(_Strict):
+    """Rows sent to the served model; its answer must have one prediction per row (and, when
+    ``expected_predictions`` is given, exactly those)."""
+
+    instances: list[list[float | int | str | bool]] = Field(min_length=1)
+    expected_predictions: list[float | int | str | bool] | None = None
+
+    @model_validator(mode="after")
+    def _expected_matches(self) -> SmokeRequest:
+        expected = self.expected_predictions
+        if expected is not None and len(expected) != len(self.instances):
+            raise ValueError(
+                f"expected_predictions has {len(expected)} values for {len(self.instances)} instances"
+            )
+        return self
+
+
+class Rollout(_Strict):
+    target: Literal["local"] = "local"
+    timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    smoke_request: SmokeRequest | None = None
+
+
+class Aliases(_Strict):
+    staging: Annotated[str, Field(pattern=_NAME)] = "staging"
+    production: Annotated[str, Field(pattern=_NAME)] = "production"
+    previous_production: Annotated[str, Field(pattern=_NAME)] = "previous-production"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Aliases:
+        names = [self.staging, self.production, self.previous_production]
+        if len(set(names)) != len(names):
+            raise ValueError(f"aliases must be distinct, got {names}")
+        return self
+
+
+class ModelSpec(_Strict):
+    name: Annotated[str, Field(pattern=_NAME)]
+    description: str = ""
+    owner: NonEmptyStr = "ml-platform"
+    registered_model: NonEmptyStr
+    experiment: NonEmptyStr
+    schedule: NonEmptyStr
+    start_date: dt.date = dt.date(2026, 1, 1)
+    catchup: bool = False
+    tags: list[NonEmptyStr] = Field(default_factory=list)
+    training: Training = Field(default_factory=Training)
+    data: Data
+    evaluation: Evaluation
+    gitops: GitOps
+    rollout: Rollout = Field(default_factory=Rollout)
+    aliases: Aliases = Field(default_factory=Aliases)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str) -> str:
+        if schedule in _CRON_PRESETS:
+            return schedule
+        fields = schedule.split()
+        if len(fields) != 5 or not all(re.fullmatch(_CRON_FIELD, f) for f in fields):
+            raise ValueError(
+                f"{schedule!r} is not a cron expression (five fields, or one of {sorted(_CRON_PRESETS)})"
+            )
+        return schedule
+
+    @property
+    def dag_id(self) -> str:
+        return f"retrain__{self.name}"
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be used; the message names the file, the field and what is wrong."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{_display(path)}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class SpecCatalog:
+    """Every spec in a folder: the valid ones by name, and the errors of the others."""
+
+    specs: dict[str, ModelSpec]
+    errors: list[SpecError]
+
+
+def specs_dir() -> Path:
+    """Where the model specs live: ``$MODEL_LIFECYCLE_SPECS_DIR``, else ``include/models``."""
+    configured = os.environ.get(SPECS_DIR_ENV)
+    return Path(configured) if configured else PROJECT_ROOT / "include" / "models"
+
+
+def load_catalog(directory: Path | None = None) -> SpecCatalog:
+    directory = directory or specs_dir()
+    if not directory.is_dir():
+        error = SpecError(directory, [f"the model specs folder does not exist (set {SPECS_DIR_ENV})"])
+        return SpecCatalog(specs={}, errors=[error])
+    defaults: dict[str, Any] = {}
+    errors: list[SpecError] = []
+    defaults_path = directory / DEFAULTS_FILE
+    if defaults_path.exists():
+        try:
+            defaults = _read_mapping(defaults_path)
+        except SpecError as error:
+            errors.append(error)
+    specs: dict[str, ModelSpec] = {}
+    for path in sorted(directory.glob("*.y*ml")):
+        if path.name.startswith("_") or path.suffix not in (".yaml", ".yml"):
+            continue
+        try:
+            spec = parse_spec(path, defaults)
+        except SpecError as error:
+            errors.append(error)
+            continue
+        if spec.name in specs:
+            errors.append(SpecError(path, [f"name: {spec.name!r} is already used by another spec"]))
+            continue
+        specs[spec.name] = spec
+    return SpecCatalog(specs=specs, errors=errors)
+
+
+def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
+    catalog = load_catalog(directory)
+    if name not in catalog.specs:
+        problems = [str(error) for error in catalog.errors] or ["no spec has this name"]
+        raise KeyError(f"model spec {name!r} not found in {directory or specs_dir()}: {problems}")
+    return catalog.specs[name]
+
+
+def parse_spec(path: Path, defaults: Mapping[str, Any] | None = None) -> ModelSpec:
+    document = merge_over(dict(defaults or {}), _read_mapping(path))
+    try:
+        return ModelSpec.model_validate(document)
+    except ValidationError as error:
+        raise SpecError(path, [_describe(problem) for problem in error.errors()]) from None
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(path, [f"cannot be read: {error}"]) from None
+    except yaml.YAMLError as error:
+        raise SpecError(path, [f"is not valid YAML: {error}"]) from None
+    if not isinstance(document, dict):
+        raise SpecError(path, [f"must be a YAML mapping, got {type(document).__name__}"])
+    return document
+
+
+def merge_over(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` merged into ``base`` (mappings merge key by key; anything else replaces)."""
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            base[key] = merge_over(dict(base[key]), value)
+        else:
+            base[key] = value
+    return base
+
+
+def _describe(problem: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function-"))
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling)"
+    elif problem["type"] != "missing" and "input" in problem and not isinstance(problem["input"], dict):
+        message = f"{message} (got {problem['input']!r})"
+    return f"{field or '(top level)'}: {message}"
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)

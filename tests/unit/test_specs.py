@@ -1,0 +1,133 @@
+"""Model specs: the shipped ones are valid, and every kind of mistake is named precisely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from model_lifecycle.specs import PROJECT_ROOT, SpecError, load_catalog, parse_spec
+
+DEMO = PROJECT_ROOT / "include" / "models" / "demo.yaml"
+
+
+def write(tmp_path: Path, document: object, name: str = "model.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else yaml.safe_dump(document))
+    return path
+
+
+def demo() -> dict:
+    return yaml.safe_load(DEMO.read_text())
+
+
+def problems(tmp_path: Path, document: object) -> list[str]:
+    with pytest.raises(SpecError) as raised:
+        parse_spec(write(tmp_path, document))
+    assert str(raised.value).startswith(str(tmp_path / "model.yaml"))
+    return raised.value.problems
+
+
+def test_shipped_specs_are_valid() -> None:
+    catalog = load_catalog(PROJECT_ROOT / "include" / "models")
+    assert catalog.errors == []
+    spec = catalog.specs["demo"]
+    assert spec.dag_id == "retrain__demo"
+    assert spec.training.backend == "local"
+    assert spec.evaluation.metrics["log_loss"].goal == "minimize"
+    assert spec.rollout.smoke_request is not None
+    assert len(spec.rollout.smoke_request.instances) == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d["evaluation"]["metrics"]["accuracy"].update(min="high"),
+         "evaluation.metrics.accuracy.min: Input should be a valid number"),
+        (lambda d: d["training"].update(backend="slurm"), "training.backend: Input should be 'local'"),
+        (lambda d: d.update(schedule="every day"), "schedule: 'every day' is not a cron expression"),
+        (lambda d: d.pop("registered_model"), "registered_model: Field required"),
+        (lambda d: d["gitops"].update(manifest_path="../outside.yaml"), "gitops.manifest_path: "),
+        (lambda d: d["gitops"]["inference_service"].update(name="Not_DNS"),
+         "gitops.inference_service.name: String should match pattern"),
+        (lambda d: d["data"].update(lookback_days=0),
+         "data.lookback_days: Input should be greater than or equal to 1"),
+        (lambda d: d["evaluation"]["metrics"].update(f1={}),
+         "evaluation.metrics.f1: give at least one of min, max, max_regression"),
+        (lambda d: d["evaluation"]["metrics"].update(f1={"min": 0.9, "max": 0.5}),
+         "evaluation.metrics.f1: min (0.9) is greater than max (0.5)"),
+        (lambda d: d["rollout"]["smoke_request"].update(expected_predictions=[0]),
+         "rollout.smoke_request: expected_predictions has 1 values for 2 instances"),
+        (lambda d: d["aliases"].update(staging="production"), "aliases: aliases must be distinct"),
+        (lambda d: d["training"].update(env={"1BAD": "x"}),
+         "training.env: '1BAD' is not a valid environment variable name"),
+        (lambda d: d["gitops"].update(reviewrs=["alice"]), "gitops.reviewrs: unknown field"),
+    ],
+)
+def test_bad_field_is_named_with_the_problem(tmp_path: Path, edit, expected: str) -> None:
+    document = demo()
+    edit(document)
+    assert any(problem.startswith(expected) for problem in problems(tmp_path, document)), expected
+
+
+def test_several_problems_are_all_reported(tmp_path: Path) -> None:
+    document = demo()
+    document["data"]["lookback_days"] = -1
+    document["schedule"] = "nope"
+    found = problems(tmp_path, document)
+    assert {problem.split(":")[0] for problem in found} == {"data.lookback_days", "schedule"}
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
+    assert problems(tmp_path, "name: [unclosed")[0].startswith("is not valid YAML")
+    assert problems(tmp_path, "- a\n- b\n") == ["must be a YAML mapping, got list"]
+
+
+def test_catalog_keeps_good_specs_when_one_is_bad(tmp_path: Path) -> None:
+    good = demo()
+    bad = demo()
+    bad["name"] = "broken"
+    bad["training"]["timeout_minutes"] = "soon"
+    write(tmp_path, good, "demo.yaml")
+    write(tmp_path, bad, "broken.yaml")
+    catalog = load_catalog(tmp_path)
+    assert list(catalog.specs) == ["demo"]
+    assert len(catalog.errors) == 1
+    assert catalog.errors[0].path == tmp_path / "broken.yaml"
+    assert "training.timeout_minutes: Input should be a valid integer" in str(catalog.errors[0])
+
+
+def test_duplicate_names_are_an_error(tmp_path: Path) -> None:
+    write(tmp_path, demo(), "a.yaml")
+    write(tmp_path, demo(), "b.yaml")
+    catalog = load_catalog(tmp_path)
+    assert list(catalog.specs) == ["demo"]
+    assert "name: 'demo' is already used by another spec" in str(catalog.errors[0])
+
+
+def test_project_defaults_apply_unless_the_spec_overrides(tmp_path: Path) -> None:
+    write(tmp_path, {"owner": "platform", "gitops": {"poll_interval_seconds": 5}}, "_defaults.yaml")
+    document = demo()
+    document.pop("owner")
+    document["gitops"].pop("poll_interval_seconds")
+    write(tmp_path, document, "demo.yaml")
+    other = demo()
+    other.update(name="other", owner="team-b")
+    write(tmp_path, other, "other.yaml")
+    catalog = load_catalog(tmp_path)
+    assert catalog.errors == []
+    assert catalog.specs["demo"].owner == "platform"
+    assert catalog.specs["demo"].gitops.poll_interval_seconds == 5
+    assert catalog.specs["other"].owner == "team-b"
+
+
+def test_missing_specs_folder_is_reported(tmp_path: Path) -> None:
+    catalog = load_catalog(tmp_path / "absent")
+    assert catalog.specs == {}
+    assert "the model specs folder does not exist" in str(catalog.errors[0])
+
+
+def test_relative_repository_is_taken_from_the_project_root(tmp_path: Path) -> None:
+    spec = parse_spec(write(tmp_path, demo()))
+    assert spec.gitops.repository_path() == PROJECT_ROOT / ".demo" / "gitops"
