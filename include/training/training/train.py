@@ -1,0 +1,124 @@
+"""Train, evaluate on a held-out split of the window, and log everything to one MLflow run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+from mlflow.models import infer_signature
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from training.data import load_window
+
+REQUIRED = (
+    "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MODEL_NAME", "DATA_SOURCE",
+    "DATA_WINDOW_START", "DATA_WINDOW_END",
+    "AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID", "AIRFLOW_CTX_TASK_ID", "AIRFLOW_CTX_TRY_NUMBER",
+)
+DEFAULT_PARAMS: dict[str, Any] = {"C": 1.0, "max_iter": 1000, "test_size": 0.25, "seed": 0}
+MIN_SAMPLES = 40
+
+
+class ContractError(ValueError):
+    """An input of the environment contract is missing or malformed."""
+
+
+def main(environ: Mapping[str, str] = os.environ) -> int:
+    try:
+        inputs = read_inputs(environ)
+    except ContractError as error:
+        print(f"trainer: {error}", file=sys.stderr)
+        return 2
+    run_id = train(**inputs)
+    print(f"trainer: finished MLflow run {run_id}")
+    return 0
+
+
+def read_inputs(environ: Mapping[str, str]) -> dict[str, Any]:
+    missing = [name for name in REQUIRED if not environ.get(name)]
+    if missing:
+        raise ContractError(f"missing environment variable(s): {', '.join(missing)}")
+    window = {}
+    for name in ("DATA_WINDOW_START", "DATA_WINDOW_END"):
+        try:
+            window[name] = dt.datetime.fromisoformat(environ[name])
+        except ValueError:
+            raise ContractError(f"{name} is not an ISO 8601 timestamp: {environ[name]!r}") from None
+        if window[name].tzinfo is None:
+            raise ContractError(f"{name} must carry a UTC offset: {environ[name]!r}")
+    try:
+        overrides = json.loads(environ.get("TRAINING_PARAMS") or "{}")
+    except json.JSONDecodeError as error:
+        raise ContractError(f"TRAINING_PARAMS is not JSON: {error}") from None
+    if not isinstance(overrides, dict):
+        raise ContractError("TRAINING_PARAMS must be a JSON object")
+    unknown = sorted(set(overrides) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise ContractError(f"TRAINING_PARAMS has unknown parameter(s) {unknown}; "
+                            f"known: {sorted(DEFAULT_PARAMS)}")
+    tags = {
+        "model": environ["MODEL_NAME"],
+        "data.source": environ["DATA_SOURCE"],
+        "data.window_start": environ["DATA_WINDOW_START"],
+        "data.window_end": environ["DATA_WINDOW_END"],
+        "airflow.dag_id": environ["AIRFLOW_CTX_DAG_ID"],
+        "airflow.run_id": environ["AIRFLOW_CTX_DAG_RUN_ID"],
+        "airflow.task_id": environ["AIRFLOW_CTX_TASK_ID"],
+        "airflow.try_number": environ["AIRFLOW_CTX_TRY_NUMBER"],
+    }
+    return {
+        "source": environ["DATA_SOURCE"],
+        "start": window["DATA_WINDOW_START"],
+        "end": window["DATA_WINDOW_END"],
+        "params": {**DEFAULT_PARAMS, **overrides},
+        "tags": tags,
+    }
+
+
+def train(*, source: str, start: dt.datetime, end: dt.datetime, params: dict[str, Any],
+          tags: dict[str, str]) -> str:
+    data = load_window(source, start, end)
+    if len(data.target) < MIN_SAMPLES:
+        raise ValueError(f"the window {start} to {end} holds {len(data.target)} samples; "
+                         f"at least {MIN_SAMPLES} are needed (lengthen the lookback)")
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.features, data.target, test_size=float(params["test_size"]),
+        random_state=int(params["seed"]), stratify=data.target,
+    )
+    model = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=float(params["C"]), max_iter=int(params["max_iter"])),
+    )
+    model.fit(x_train, y_train)
+    predicted = model.predict(x_test)
+    probabilities = model.predict_proba(x_test)
+    binary = probabilities.shape[1] == 2
+    metrics = {
+        "accuracy": accuracy_score(y_test, predicted),
+        "f1": f1_score(y_test, predicted, average="binary" if binary else "macro"),
+        "roc_auc": (roc_auc_score(y_test, probabilities[:, 1]) if binary
+                    else roc_auc_score(y_test, probabilities, multi_class="ovr", labels=model.classes_)),
+        "log_loss": log_loss(y_test, probabilities, labels=model.classes_),
+    }
+    name = f"{tags['model']}-{end:%Y%m%dT%H%M}"
+    with mlflow.start_run(run_name=name, tags=tags) as run:
+        mlflow.log_params({**params, "features": len(data.feature_names)})
+        mlflow.log_metrics({**metrics, "samples_train": len(y_train), "samples_test": len(y_test),
+                            "window_hours": data.hours})
+        example = x_train[:2]
+        mlflow.sklearn.log_model(
+            model, name="model", input_example=example,
+            signature=infer_signature(example, model.predict(example)),
+        )
+        print("trainer: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
+        return run.info.run_id
