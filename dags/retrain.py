@@ -1,0 +1,115 @@
+"""Airflow DAGs that retrain models: one ``retrain__<model>`` DAG per spec in ``include/models/``.
+
+plan → train → register → evaluate → promote_staging → open_pr → wait_for_merge → verify_rollout →
+promote_production. The tasks live in ``plugins/model_lifecycle``; this file only reads the specs and
+wires them. Specs that fail validation are reported by ``model_spec_errors.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
+
+from model_lifecycle.operators.gitops import OpenPullRequestOperator
+from model_lifecycle.operators.lifecycle import (
+    EvaluateOperator,
+    PlanOperator,
+    PromoteToProductionOperator,
+    PromoteToStagingOperator,
+    RegisterOperator,
+)
+from model_lifecycle.operators.rollout import VerifyLocalRolloutOperator
+from model_lifecycle.operators.training import LocalTrainingOperator
+from model_lifecycle.sensors.merge import WaitForMergeSensor
+from model_lifecycle.specs import ModelSpec, load_catalog
+
+
+def doc_md(spec: ModelSpec) -> str:
+    gates = "\n".join(
+        f"| {metric} | {gate.goal} | {gate.min if gate.min is not None else '-'} | "
+        f"{gate.max if gate.max is not None else '-'} | "
+        f"{gate.max_regression if gate.max_regression is not None else '-'} |"
+        for metric, gate in spec.evaluation.metrics.items()
+    )
+    isvc = spec.gitops.inference_service
+    return f"""\
+# Retrain `{spec.registered_model}`
+
+{spec.description}
+
+Trains on the `{spec.data.lookback_days}`-day window of `{spec.data.source}` that ends where the run's
+data interval ends (a manual run without a logical date: where it was triggered), registers the
+version in MLflow (experiment `{spec.experiment}`), gates it, and proposes it to InferenceService
+`{isvc.namespace}/{isvc.name}` through `{spec.gitops.manifest_path}` on `{spec.gitops.base_branch}`.
+Merging the change is the approval; the version becomes Production once the rollout is verified.
+
+| metric | goal | min | max | max regression vs production |
+| --- | --- | --- | --- | --- |
+{gates}
+
+**Backfills and old windows never promote**: a backfill run, or one whose window ends before the
+production version's, trains and evaluates only. To promote one anyway, trigger with
+`force_promotion` set to the reason; it is recorded on the version.
+
+**Reruns are safe**: every task reuses its earlier result (the MLflow run for this window, the version
+registered from it, the open branch), so clearing any task creates nothing twice.
+"""
+
+
+def retrain_dag(spec: ModelSpec) -> DAG:
+    with DAG(
+        dag_id=spec.dag_id,
+        description=f"Retrain {spec.registered_model} and promote it through GitOps",
+        schedule=CronDataIntervalTimetable(spec.schedule, timezone="UTC"),
+        start_date=dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC),
+        catchup=spec.catchup,
+        max_active_runs=1,
+        doc_md=doc_md(spec),
+        tags=["model-lifecycle", "retrain", f"model:{spec.name}", *spec.tags],
+        default_args={
+            "owner": spec.owner,
+            "retries": 2,
+            "retry_delay": dt.timedelta(minutes=1),
+            "retry_exponential_backoff": True,
+        },
+        params={
+            "lookback_days": Param(
+                None, type=["null", "integer"], minimum=1, maximum=3650, title="Lookback (days)",
+                description=f"Train on this many days of data instead of {spec.data.lookback_days}.",
+            ),
+            "force_promotion": Param(
+                None, type=["null", "string"], minLength=10, maxLength=500,
+                title="Force promotion (reason)",
+                description="Leave empty. Only to promote a backfill or an older data window: "
+                            "say why (at least 10 characters); the reason is recorded on the version.",
+            ),
+        },
+    ) as dag:
+        common = {"spec": spec}
+        plan = PlanOperator(task_id="plan", **common)
+        train = LocalTrainingOperator(
+            task_id="train", plan=plan.output,
+            execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes + 5), **common,
+        )
+        register = RegisterOperator(task_id="register", plan=plan.output, **common)
+        evaluate = EvaluateOperator(task_id="evaluate", plan=plan.output, registered=register.output,
+                                    **common)
+        staging = PromoteToStagingOperator(task_id="promote_staging", registered=register.output,
+                                           **common)
+        open_pr = OpenPullRequestOperator(task_id="open_pr", plan=plan.output,
+                                          registered=register.output, **common)
+        wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", opened=open_pr.output,
+                                            registered=register.output, **common)
+        verify = VerifyLocalRolloutOperator(
+            task_id="verify_rollout", registered=register.output, merged=wait_for_merge.output,
+            execution_timeout=dt.timedelta(minutes=spec.rollout.timeout_minutes), **common,
+        )
+        production = PromoteToProductionOperator(task_id="promote_production",
+                                                 registered=register.output, **common)
+        chain(plan, train, register, evaluate, staging, open_pr, wait_for_merge, verify, production)
+    return dag
+
+
+for model_spec in load_catalog().specs.values():
+    retrain_dag(model_spec)

@@ -1,0 +1,91 @@
+"""Opening the promotion pull request: the manifest edit plus the evidence a reviewer needs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from model_lifecycle.operators.base import ModelLifecycleOperator, run_url
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ALREADY_ON_BASE = "already_on_base"
+OPENED = "opened"
+
+
+class OpenPullRequestOperator(ModelLifecycleOperator):
+    """Proposes pointing the InferenceService at the new version. Idempotent: the branch is named after
+    (InferenceService, model, version), an existing one is adopted, and when the base branch already
+    pins the version there is nothing to propose and the run goes straight to verification."""
+
+    template_fields: Sequence[str] = ("plan", "registered")
+    ui_color = "#d3f9d8"
+
+    def __init__(self, *, plan: Any, registered: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.registered = registered
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from model_lifecycle.evidence import Evidence, pull_request_body, pull_request_title
+        from model_lifecycle.gitops import ChangeRequest, provider_for
+        from model_lifecycle.links import mlflow_run_url, mlflow_version_url
+        from model_lifecycle.manifests import ManifestError, pin_model_version
+        from model_lifecycle.policy import promotion_branch
+        from model_lifecycle.registry import Tag
+
+        gitops = self.spec.gitops
+        isvc = gitops.inference_service
+        version, run_id = self.registered["version"], self.registered["run_id"]
+        name = self.spec.registered_model
+        self.require_promotion_allowed(context, version)
+        storage_uri = self.storage_uri(version)
+        provider = provider_for(gitops)
+        current, base_sha = provider.read_file(gitops.base_branch, gitops.manifest_path)
+        try:
+            edited = pin_model_version(
+                current, path=gitops.manifest_path, name=isvc.name, namespace=isvc.namespace,
+                storage_uri=storage_uri, registered_model=name, version=version, run_id=run_id,
+            )
+        except ManifestError as error:
+            raise AirflowFailException(f"{gitops.repository} ({gitops.base_branch}): {error}") from None
+        if edited == current:
+            self.log.info("%s on %s already pins %s v%s; no pull request is needed.",
+                          gitops.manifest_path, gitops.base_branch, name, version)
+            return {"state": ALREADY_ON_BASE, "base_sha": base_sha, "change": None}
+
+        tags = self.registry.version(version).tags
+        experiment_id = self.registry.client.get_run(run_id).info.experiment_id
+        evidence = Evidence(
+            registered_model=name,
+            version=version,
+            inference_service=f"{isvc.namespace}/{isvc.name}",
+            storage_uri=storage_uri,
+            window_start=self.plan["window_start"],
+            window_end=self.plan["window_end"],
+            data_source=self.spec.data.source,
+            checks=json.loads(tags.get(Tag.CHECKS, "[]")),
+            baseline_version=None if tags.get(Tag.BASELINE_VERSION) in (None, "none")
+            else tags[Tag.BASELINE_VERSION],
+            mlflow_run_url=mlflow_run_url(self.mlflow.ui_url, experiment_id, run_id),
+            mlflow_version_url=mlflow_version_url(self.mlflow.ui_url, name, version),
+            airflow_run_url=run_url(context),
+            decision=self.plan["decision"],
+        )
+        change = provider.open_change(ChangeRequest(
+            branch=promotion_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
+                                    version=version),
+            base_branch=gitops.base_branch,
+            path=gitops.manifest_path,
+            content=edited,
+            title=pull_request_title(evidence),
+            body=pull_request_body(evidence),
+        ))
+        self.registry.set_tags(version, {Tag.PR_URL: change.url, Tag.PR_BRANCH: change.branch,
+                                         Tag.PR_HEAD_SHA: change.head_sha})
+        self.log.info("Pull request for %s v%s: %s", name, version, change.url)
+        return {"state": OPENED, "base_sha": base_sha, "change": change.to_dict()}

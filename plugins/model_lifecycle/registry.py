@@ -1,0 +1,269 @@
+"""MLflow as the system of record: runs found by their Airflow tags, versions registered once, stages and
+aliases moved together, and the promotion record written on the version.
+
+Every write here is idempotent: each operation first looks for its own earlier result and reuses it, so
+an Airflow task that is cleared and rerun any number of times creates nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from mlflow.entities import Run, RunStatus
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from model_lifecycle.policy import DataWindow
+from model_lifecycle.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+class Tag:
+    """Tag keys. Run tags are written by the trainer (its environment contract); version tags form
+    the promotion record, readable without any other system."""
+
+    DAG_ID = "airflow.dag_id"
+    RUN_ID = "airflow.run_id"
+    TASK_ID = "airflow.task_id"
+    TRY_NUMBER = "airflow.try_number"
+    RUN_URL = "airflow.run_url"
+    MODEL = "model"
+    DATA_SOURCE = "data.source"
+    WINDOW_START = "data.window_start"
+    WINDOW_END = "data.window_end"
+
+    STATUS = "lifecycle.status"
+    REJECTED_REASON = "lifecycle.rejected_reason"
+
+    VERDICT = "evaluation.verdict"
+    SUMMARY = "evaluation.summary"
+    CHECKS = "evaluation.checks"
+    BASELINE_VERSION = "evaluation.baseline_version"
+    GATE = "evaluation.gate"
+
+    PROMOTION_DECISION = "promotion.decision"
+    FORCED_REASON = "promotion.forced_reason"
+    STAGING_AT = "promotion.staging_at"
+    PRODUCTION_AT = "promotion.production_at"
+    PREVIOUS_PRODUCTION = "promotion.previous_production_version"
+    ARCHIVED_AT = "promotion.archived_at"
+    SUCCEEDED_BY = "promotion.succeeded_by_version"
+
+    PR_URL = "pr.url"
+    PR_BRANCH = "pr.branch"
+    PR_HEAD_SHA = "pr.head_sha"
+    MERGE_SHA = "pr.merge_sha"
+    MERGED_BY = "pr.merged_by"
+    MERGED_AT = "pr.merged_at"
+    CLOSED_BY = "pr.closed_by"
+
+    ROLLOUT_TARGET = "rollout.target"
+    ROLLOUT_VERIFIED_AT = "rollout.verified_at"
+    ROLLOUT_DETAIL = "rollout.detail"
+
+
+class Status:
+    REGISTERED = "registered"
+    REJECTED = "rejected"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+class RegistryError(RuntimeError):
+    """MLflow does not hold what the cycle expects; the message says what is missing."""
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class ModelRegistry:
+    """One model's runs and versions in MLflow, as the spec describes them."""
+
+    def __init__(self, client: MlflowClient, spec: ModelSpec) -> None:
+        self.client = client
+        self.spec = spec
+        self.name = spec.registered_model
+
+    # Runs -------------------------------------------------------------------------------------
+
+    def experiment_id(self) -> str | None:
+        experiment = self.client.get_experiment_by_name(self.spec.experiment)
+        return experiment.experiment_id if experiment else None
+
+    def runs_for_window(self, window: DataWindow, *, status: str | None = None) -> list[Run]:
+        """Runs of this model trained on exactly this window (the idempotency key), newest first."""
+        experiment_id = self.experiment_id()
+        if experiment_id is None:
+            return []
+        start, end = window.as_strings()
+        query = (
+            f"tags.`{Tag.MODEL}` = '{_quoted(self.name)}' "
+            f"and tags.`{Tag.WINDOW_START}` = '{start}' and tags.`{Tag.WINDOW_END}` = '{end}'"
+        )
+        if status:
+            query += f" and attributes.status = '{status}'"
+        return list(
+            self.client.search_runs([experiment_id], filter_string=query, order_by=["start_time DESC"])
+        )
+
+    def finished_run(self, window: DataWindow) -> Run | None:
+        runs = self.runs_for_window(window, status=RunStatus.to_string(RunStatus.FINISHED))
+        return runs[0] if runs else None
+
+    def fail_unfinished_runs(self, window: DataWindow) -> list[str]:
+        """Runs left RUNNING by an earlier, interrupted attempt are marked KILLED so that the run list
+        tells the truth; returns their ids."""
+        killed = []
+        for run in self.runs_for_window(window, status=RunStatus.to_string(RunStatus.RUNNING)):
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            killed.append(run.info.run_id)
+        return killed
+
+    def metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def tag_run(self, run_id: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+
+    # Versions ---------------------------------------------------------------------------------
+
+    def register(self, run: Run, tags: Mapping[str, str]) -> ModelVersion:
+        """The version registered from ``run``: the existing one if there is one, else a new one."""
+        existing = self.client.search_model_versions(
+            f"name = '{_quoted(self.name)}' and run_id = '{run.info.run_id}'"
+        )
+        if existing:
+            version = min(existing, key=lambda v: int(v.version))
+            log.info("Run %s is already registered as %s v%s; reusing it.", run.info.run_id,
+                     self.name, version.version)
+            return version
+        logged_models = self.client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+        )
+        if not logged_models:
+            raise RegistryError(
+                f"MLflow run {run.info.run_id} logged no model; the trainer must log one "
+                "(mlflow.<flavor>.log_model) before the run ends"
+            )
+        if len(logged_models) > 1:
+            names = sorted(model.name for model in logged_models)
+            raise RegistryError(f"MLflow run {run.info.run_id} logged {len(logged_models)} models "
+                                f"({names}); exactly one is expected")
+        self._ensure_registered_model()
+        version = self.client.create_model_version(
+            name=self.name,
+            source=logged_models[0].model_uri,
+            run_id=run.info.run_id,
+            tags={**tags, Tag.STATUS: Status.REGISTERED},
+            model_id=logged_models[0].model_id,
+        )
+        log.info("Registered %s v%s from run %s.", self.name, version.version, run.info.run_id)
+        return version
+
+    def _ensure_registered_model(self) -> None:
+        try:
+            self.client.create_registered_model(self.name, description=self.spec.description or None)
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+
+    def version(self, version: str) -> ModelVersion:
+        return self.client.get_model_version(self.name, version)
+
+    def artifact_uri(self, version: str) -> str:
+        return self.client.get_model_version_download_uri(self.name, version)
+
+    def by_alias(self, alias: str) -> ModelVersion | None:
+        try:
+            return self.client.get_model_version_by_alias(self.name, alias)
+        except MlflowException as error:
+            if error.error_code in (ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def production(self) -> ModelVersion | None:
+        return self.by_alias(self.spec.aliases.production)
+
+    def set_tags(self, version: str, tags: Mapping[str, str], *, keep_existing: bool = False) -> None:
+        """Write ``tags`` on the version; with ``keep_existing`` a tag already present is left as it is
+        (the promotion record keeps the first time a fact was observed)."""
+        current = self.version(version).tags if keep_existing else {}
+        for key, value in tags.items():
+            if key not in current:
+                self.client.set_model_version_tag(self.name, version, key, str(value))
+
+    def reject(self, version: str, reason: str, extra: Mapping[str, str] | None = None) -> None:
+        self.set_tags(version, {**(extra or {}), Tag.STATUS: Status.REJECTED, Tag.REJECTED_REASON: reason})
+
+    # Stages and aliases -----------------------------------------------------------------------
+
+    def promote_to_staging(self, version: str) -> bool:
+        """Stage Staging and the staging alias; a version already past Staging (in Production, or
+        archived after it) is left where it is. Returns whether the version is (now) in Staging."""
+        if self.version(version).current_stage in ("Production", "Archived"):
+            return False
+        self._move(version, stage="Staging", alias=self.spec.aliases.staging)
+        self.set_tags(version, {Tag.STATUS: Status.STAGING})
+        self.set_tags(version, {Tag.STAGING_AT: now_iso()}, keep_existing=True)
+        return True
+
+    def promote_to_production(self, version: str) -> str | None:
+        """Make ``version`` the production version; the one it replaces is archived and keeps the
+        previous-production alias. Returns the replaced version, if any.
+
+        The replaced version is written on the new one before anything moves, so a rerun after a crash
+        at any point completes the same promotion instead of losing track of the old version."""
+        aliases = self.spec.aliases
+        current = self.production()
+        recorded = self.version(version).tags.get(Tag.PREVIOUS_PRODUCTION)
+        if current is not None and current.version != version:
+            previous = current.version
+            self.set_tags(version, {Tag.PREVIOUS_PRODUCTION: previous})
+        else:
+            previous = recorded
+        if previous and previous != version:
+            self._move(previous, stage="Archived", alias=aliases.previous_production)
+            self.set_tags(previous, {Tag.STATUS: Status.ARCHIVED, Tag.SUCCEEDED_BY: version})
+            self.set_tags(previous, {Tag.ARCHIVED_AT: now_iso()}, keep_existing=True)
+        self._move(version, stage="Production", alias=aliases.production)
+        staging = self.by_alias(aliases.staging)
+        if staging is not None and staging.version == version:
+            self.client.delete_registered_model_alias(self.name, aliases.staging)
+        self.set_tags(version, {Tag.STATUS: Status.PRODUCTION})
+        self.set_tags(version, {Tag.PRODUCTION_AT: now_iso()}, keep_existing=True)
+        return previous
+
+    def _move(self, version: str, *, stage: str, alias: str) -> None:
+        """Stage and alias move together; each is only written when it is not already so."""
+        current = self.version(version)
+        if current.current_stage != stage:
+            with warnings.catch_warnings():
+                # MLflow deprecates stages in favour of aliases; the design keeps both in step, for
+                # the registry UI's stage view and for consumers that still load models:/<name>/<stage>.
+                warnings.simplefilter("ignore", FutureWarning)
+                self.client.transition_model_version_stage(self.name, version, stage)
+        if alias not in (current.aliases or []):
+            self.client.set_registered_model_alias(self.name, alias, version)
+
+
+def window_end(version: ModelVersion) -> dt.datetime | None:
+    """Where the data a version was trained on ends, from its promotion record."""
+    end = version.tags.get(Tag.WINDOW_END)
+    return dt.datetime.fromisoformat(end) if end else None
+
+
+def _quoted(value: str) -> str:
+    return value.replace("'", "\\'")

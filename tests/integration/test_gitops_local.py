@@ -1,0 +1,177 @@
+"""The local GitOps provider and the merge trigger, on real git repositories."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+
+from embedded.gitops_repo import PLATFORM, REVIEWER, create_gitops_repo, git
+from model_lifecycle.gitops import ChangeRequest, GitOpsError
+from model_lifecycle.gitops.local import BOT_EMAIL, LocalGitProvider
+from model_lifecycle.specs import PROJECT_ROOT, GitOps
+from model_lifecycle.triggers.merge import MergeTrigger
+
+MANIFEST = "apps/demo/isvc.yaml"
+EXAMPLE = PROJECT_ROOT / "include" / "kubernetes" / "inferenceservice.yaml"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "gitops"
+    create_gitops_repo(path, EXAMPLE, MANIFEST)
+    return path
+
+
+def request(content: str = "changed: true\n", branch: str = "model-lifecycle/models/demo/demo-v1") -> ChangeRequest:
+    return ChangeRequest(branch=branch, base_branch="main", path=MANIFEST, content=content,
+                         title="Promote demo v1", body="| metric | value |\n| --- | --- |\n| accuracy | 0.97 |")
+
+
+def test_open_change_commits_only_the_manifest_and_leaves_the_checkout_alone(repo: Path) -> None:
+    (repo / "notes.txt").write_text("a reviewer's uncommitted work\n")
+    head_before = git(repo, "rev-parse", "HEAD")
+    ref = LocalGitProvider(repo).open_change(request())
+    assert git(repo, "rev-parse", "HEAD") == head_before
+    assert git(repo, "status", "--porcelain") == "?? notes.txt\n"
+    assert git(repo, "diff", "--name-only", "main", ref.branch).split() == [MANIFEST]
+    assert git(repo, "show", f"{ref.branch}:{MANIFEST}") == "changed: true\n"
+    assert git(repo, "rev-list", "--count", f"main..{ref.branch}").strip() == "1"
+    message = git(repo, "log", "-1", "--format=%B", ref.branch)
+    assert message.startswith("Promote demo v1\n\n| metric | value |")
+    assert git(repo, "log", "-1", "--format=%ae", ref.branch).strip() == BOT_EMAIL
+    assert ref.head_sha == git(repo, "rev-parse", ref.branch).strip()
+    assert ref.url == f"{repo.as_uri()}#{ref.branch}"
+
+
+def test_opening_again_adopts_the_branch(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    first = provider.open_change(request())
+    again = provider.open_change(request(content="something else\n"))
+    assert again == first
+    assert git(repo, "rev-list", "--count", f"main..{first.branch}").strip() == "1"
+
+
+def test_concurrent_attempts_create_one_branch(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(provider.open_change(request())))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({ref.head_sha for ref in results}) == 1
+    assert git(repo, "rev-parse", request().branch).strip() == results[0].head_sha
+
+
+def test_status_follows_the_reviewer(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    ref = provider.open_change(request())
+    assert provider.change_status(ref).state == "open"
+    git(repo, "merge", "--no-ff", "--quiet", "-m", "Merge it", ref.branch, env=REVIEWER)
+    merged = provider.change_status(ref)
+    assert merged.state == "merged"
+    assert merged.merge_sha == git(repo, "rev-parse", "main").strip()
+    assert merged.merged_by == "Demo Reviewer <reviewer@example.com>"
+    git(repo, "branch", "-D", ref.branch)
+    assert provider.change_status(ref) == merged  # deleting a merged branch changes nothing
+
+
+def test_later_commits_on_main_do_not_change_the_merge_commit(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    ref = provider.open_change(request())
+    git(repo, "merge", "--no-ff", "--quiet", "-m", "Merge it", ref.branch, env=REVIEWER)
+    merge_sha = git(repo, "rev-parse", "main").strip()
+    (repo / "other.txt").write_text("x")
+    git(repo, "add", "other.txt")
+    git(repo, "commit", "--quiet", "-m", "Unrelated", env=PLATFORM)
+    assert provider.change_status(ref).merge_sha == merge_sha
+
+
+def test_fast_forward_merge_names_the_merger_from_the_reflog(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    ref = provider.open_change(request())
+    git(repo, "merge", "--ff-only", "--quiet", ref.branch, env=REVIEWER)
+    status = provider.change_status(ref)
+    assert (status.state, status.merge_sha) == ("merged", ref.head_sha)
+    assert status.merged_by == "Demo Reviewer <reviewer@example.com>"
+    assert dt.datetime.fromisoformat(status.merged_at).tzinfo is not None
+
+
+def test_branch_deleted_without_merge_is_closed(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    ref = provider.open_change(request())
+    git(repo, "branch", "-D", ref.branch)
+    status = provider.change_status(ref)
+    assert status.state == "closed"
+    assert "was deleted without being merged into main" in status.detail
+
+
+def test_fixups_pushed_to_the_branch_are_followed(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    ref = provider.open_change(request())
+    git(repo, "checkout", "--quiet", ref.branch)
+    (repo / MANIFEST).write_text("changed: true\nfixed: true\n")
+    git(repo, "commit", "--quiet", "-am", "Reviewer fixup", env=REVIEWER)
+    git(repo, "checkout", "--quiet", "main")
+    git(repo, "merge", "--no-ff", "--quiet", "-m", "Merge", ref.branch, env=REVIEWER)
+    assert provider.change_status(ref).state == "merged"
+
+
+def test_errors_name_the_repository_and_what_is_missing(repo: Path, tmp_path: Path) -> None:
+    provider = LocalGitProvider(repo)
+    with pytest.raises(GitOpsError, match="apps/missing.yaml does not exist at main"):
+        provider.read_file("main", "apps/missing.yaml")
+    with pytest.raises(GitOpsError, match="no branch or commit 'release'"):
+        provider.read_file("release", MANIFEST)
+    with pytest.raises(GitOpsError, match="base branch 'release' does not exist"):
+        provider.open_change(ChangeRequest(**{**request().__dict__, "base_branch": "release"}))
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(GitOpsError, match="is not a git repository"):
+        LocalGitProvider(tmp_path / "plain")
+
+
+def run_trigger(trigger: MergeTrigger) -> dict:
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    return asyncio.run(asyncio.wait_for(first_event(), timeout=30))
+
+
+def trigger_for(repo: Path, ref_dict: dict, seconds: float) -> MergeTrigger:
+    gitops = GitOps(repository=str(repo), manifest_path=MANIFEST,
+                    inference_service={"name": "demo", "namespace": "models"})
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    return MergeTrigger(gitops=gitops.model_dump(mode="json"), change=ref_dict,
+                        deadline=deadline.isoformat(), poll_interval=0.2)
+
+
+def test_trigger_waits_for_the_merge(repo: Path) -> None:
+    ref = LocalGitProvider(repo).open_change(request())
+    timer = threading.Timer(1.0, lambda: git(repo, "merge", "--no-ff", "--quiet", "-m", "Merge",
+                                             ref.branch, env=REVIEWER))
+    timer.start()
+    event = run_trigger(trigger_for(repo, ref.to_dict(), seconds=20))
+    assert event["state"] == "merged"
+    assert event["status"]["merge_sha"] == git(repo, "rev-parse", "main").strip()
+
+
+def test_trigger_reports_a_deleted_branch_and_a_timeout(repo: Path) -> None:
+    ref = LocalGitProvider(repo).open_change(request())
+    assert run_trigger(trigger_for(repo, ref.to_dict(), seconds=0.5))["state"] == "timeout"
+    git(repo, "branch", "-D", ref.branch)
+    assert run_trigger(trigger_for(repo, ref.to_dict(), seconds=20))["state"] == "closed"
+
+
+def test_trigger_serialises_to_what_recreates_it(repo: Path) -> None:
+    ref = LocalGitProvider(repo).open_change(request())
+    trigger = trigger_for(repo, ref.to_dict(), seconds=5)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "model_lifecycle.triggers.merge.MergeTrigger"
+    assert MergeTrigger(**kwargs).serialize() == (classpath, kwargs)
