@@ -23,7 +23,8 @@ demo-stop: $(INSTALLED)  ## stop the MLflow server the demo left running
 airflow: $(INSTALLED)  ## the same DAGs in `airflow standalone`, with the demo's MLflow server
 	$(BIN)/python -m embedded.standalone
 
-test: $(INSTALLED)  ## the whole test suite
+test: $(INSTALLED)  ## lint, then the whole test suite
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lock: $(INSTALLED)  ## re-resolve constraints.txt after changing a requirements file

@@ -56,7 +56,7 @@ def check_smoke_answer(smoke: SmokeRequest, predictions: Sequence[Any]) -> Verdi
     if smoke.expected_predictions is not None:
         wrong = [
             f"instance {index}: got {got!r}, expected {want!r}"
-            for index, (got, want) in enumerate(zip(predictions, smoke.expected_predictions))
+            for index, (got, want) in enumerate(zip(predictions, smoke.expected_predictions, strict=True))
             if not _equal(got, want)
         ]
         if wrong:

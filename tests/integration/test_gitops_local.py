@@ -26,9 +26,10 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-def request(content: str = "changed: true\n", branch: str = "model-lifecycle/models/demo/demo-v1") -> ChangeRequest:
-    return ChangeRequest(branch=branch, base_branch="main", path=MANIFEST, content=content,
-                         title="Promote demo v1", body="| metric | value |\n| --- | --- |\n| accuracy | 0.97 |")
+def request(content: str = "changed: true\n") -> ChangeRequest:
+    return ChangeRequest(branch="model-lifecycle/models/demo/demo-v1", base_branch="main", path=MANIFEST,
+                         content=content, title="Promote demo v1",
+                         body="| metric | value |\n| --- | --- |\n| accuracy | 0.97 |")
 
 
 def test_open_change_commits_only_the_manifest_and_leaves_the_checkout_alone(repo: Path) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from model_lifecycle.evidence import Evidence, pull_request_body, pull_request_title
 from model_lifecycle.policy import evaluate_gate
 from model_lifecycle.specs import MetricGate
-import json
 
 
 def evidence(**overrides: object) -> Evidence:

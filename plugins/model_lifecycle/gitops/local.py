@@ -142,8 +142,10 @@ class LocalGitProvider(GitOpsProvider):
             return None
 
     def _is_ancestor(self, commit: str, of: str) -> bool:
-        result = subprocess.run(["git", "-C", str(self.repository), "merge-base", "--is-ancestor", commit, of],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["git", "-C", str(self.repository), "merge-base", "--is-ancestor", commit, of],
+            capture_output=True, text=True,
+        )
         if result.returncode not in (0, 1):
             raise GitOpsError(f"git merge-base {commit} {of} failed in {self.repository}: "
                               f"{result.stderr.strip()}")

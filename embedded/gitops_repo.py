@@ -1,0 +1,89 @@
+"""The local GitOps repository, and a reviewer who merges (or rejects) promotion branches."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BRANCH_PREFIX = "model-lifecycle/"
+REVIEWER = {"GIT_AUTHOR_NAME": "Demo Reviewer", "GIT_AUTHOR_EMAIL": "reviewer@example.com",
+            "GIT_COMMITTER_NAME": "Demo Reviewer", "GIT_COMMITTER_EMAIL": "reviewer@example.com"}
+PLATFORM = {"GIT_AUTHOR_NAME": "Platform Team", "GIT_AUTHOR_EMAIL": "platform@example.com",
+            "GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@example.com"}
+
+
+def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    import os
+
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def create_gitops_repo(repo: Path, manifest: Path, manifest_path: str, branch: str = "main") -> None:
+    """A repository with one commit: the InferenceService manifest at ``manifest_path``."""
+    repo.mkdir(parents=True, exist_ok=True)
+    git(repo, "init", "--quiet", f"--initial-branch={branch}")
+    git(repo, "config", "core.logAllRefUpdates", "true")
+    target = repo / manifest_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(manifest, target)
+    git(repo, "add", manifest_path)
+    git(repo, "commit", "--quiet", "-m", "Add the InferenceService", env=PLATFORM)
+
+
+def promotion_branches(repo: Path) -> list[str]:
+    listing = git(repo, "for-each-ref", "--format=%(refname:short)", f"refs/heads/{BRANCH_PREFIX}")
+    return listing.split()
+
+
+class Reviewer(threading.Thread):
+    """Watches the repository for promotion branches and acts on each as a reviewer would.
+
+    ``decide(branch)`` returns ``"merge"`` (merge commit, then delete the branch, as a pull request
+    merge does) or ``"delete"`` (reject: delete the branch unmerged)."""
+
+    def __init__(self, repo: Path, base: str = "main", *, decide: Callable[[str], str] = lambda _: "merge",
+                 delay: float = 1.0, say: Callable[[str], None] = print) -> None:
+        super().__init__(daemon=True, name="reviewer")
+        self.repo = repo
+        self.base = base
+        self.decide = decide
+        self.delay = delay
+        self.say = say
+        self.handled: list[tuple[str, str]] = []
+        self.seen = set(promotion_branches(repo))
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            for branch in promotion_branches(self.repo):
+                if branch not in self.seen:
+                    self.seen.add(branch)
+                    self.review(branch)
+            self._stop_event.wait(0.5)
+
+    def review(self, branch: str) -> None:
+        description = git(self.repo, "log", "--format=%B", f"{self.base}..{branch}")
+        self.say(f"Reviewer: pull request {branch} is open:\n\n{description.strip()}\n")
+        time.sleep(self.delay)
+        action = self.decide(branch)
+        if action == "merge":
+            git(self.repo, "merge", "--no-ff", "--quiet", "-m", f"Merge {branch}", branch, env=REVIEWER)
+            git(self.repo, "branch", "--quiet", "-D", branch)
+            self.say(f"Reviewer: approved and merged {branch} into {self.base} "
+                     f"({git(self.repo, 'rev-parse', '--short', self.base).strip()}), branch deleted.")
+        else:
+            git(self.repo, "branch", "--quiet", "-D", branch)
+            self.say(f"Reviewer: rejected {branch}: deleted it without merging.")
+        self.handled.append((branch, action))

@@ -1,0 +1,76 @@
+"""A real ``mlflow server`` process on loopback: SQLite backend store, artifacts proxied to a folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+class MlflowServer:
+    def __init__(self, root: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.root = root
+        self.host = host
+        self.port = port or free_port()
+        self.pid_file = root / "server.pid"
+        self.log_file = root / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/health", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def start(self, timeout: float = 120) -> MlflowServer:
+        """Start the server unless one already answers on the port; returns once it is healthy."""
+        if self.healthy():
+            return self
+        self.root.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", self.host, "--port", str(self.port),
+            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination", str(self.root / "artifacts"),
+            "--workers", "1",
+        ]
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True, cwd=self.root)
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with code {process.returncode}; "
+                                   f"see {self.log_file}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mlflow server did not become healthy within {timeout:.0f} s; "
+                                   f"see {self.log_file}")
+            time.sleep(0.5)
+        return self
+
+    def stop(self) -> None:
+        if not self.pid_file.exists():
+            return
+        pid = int(self.pid_file.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.pid_file.unlink()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

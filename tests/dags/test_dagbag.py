@@ -1,0 +1,108 @@
+"""The DAG files, parsed as Airflow's DAG processor parses them."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from embedded.airflow_env import PROJECT_ROOT
+
+SHIPPED_SPECS = PROJECT_ROOT / "include" / "models"
+
+
+def parse(specs: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("MODEL_LIFECYCLE_SPECS_DIR", str(specs))
+    return DagBag(str(PROJECT_ROOT / "dags"))
+
+
+def test_shipped_dags_load_with_what_operators_need(monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = parse(SHIPPED_SPECS, monkeypatch)
+    assert bag.import_errors == {}
+    assert set(bag.dags) == {"retrain__demo"}
+    for dag in bag.dags.values():
+        assert dag.tags and "model-lifecycle" in dag.tags
+        assert dag.doc_md and dag.doc_md.startswith("# ")
+        assert dag.start_date == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        assert dag.max_active_runs == 1 and not dag.catchup
+        assert all(task.retries == 2 for task in dag.tasks)
+
+
+def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = parse(SHIPPED_SPECS, monkeypatch).dags["retrain__demo"]
+    order = ["plan", "train", "register", "evaluate", "promote_staging", "open_pr", "wait_for_merge",
+             "verify_rollout", "promote_production"]
+    assert [task.task_id for task in dag.topological_sort()] == order
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.task_dict[upstream].downstream_task_ids
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert dag.timetable.expression == "0 3 * * *"
+    assert [outlet.name for outlet in dag.task_dict["promote_production"].outlets] == [
+        "mlflow-model/demo-breast-cancer/production"]
+    assert dag.task_dict["wait_for_merge"].__class__.__name__ == "WaitForMergeSensor"
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"lookback_days": 7, "force_promotion": None}, None),
+        ({"lookback_days": 0}, "lookback_days"),
+        ({"lookback_days": "7"}, "lookback_days"),
+        ({"force_promotion": "because"}, "force_promotion"),
+        ({"force_promotion": "label fix of 2026-11, re-promote"}, None),
+    ],
+)
+def test_trigger_form_validates_params(monkeypatch: pytest.MonkeyPatch, params: dict,
+                                       error: str | None) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    form = copy.deepcopy(parse(SHIPPED_SPECS, monkeypatch).dags["retrain__demo"].params)
+
+    def submit() -> None:
+        form.update(params)
+        form.validate()
+
+    if error is None:
+        submit()
+    else:
+        with pytest.raises(ParamValidationError, match=error):
+            submit()
+
+
+def test_bad_spec_is_an_import_error_and_other_models_still_load(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(SHIPPED_SPECS / "demo.yaml", tmp_path / "demo.yaml")
+    broken = (SHIPPED_SPECS / "demo.yaml").read_text().replace("name: demo", "name: broken")
+    (tmp_path / "broken.yaml").write_text(broken.replace("lookback_days: 14", "lookback_days: soon"))
+    bag = parse(tmp_path, monkeypatch)
+    assert set(bag.dags) == {"retrain__demo"}
+    assert list(bag.import_errors) == [str(PROJECT_ROOT / "dags" / "model_spec_errors.py")]
+    message = next(iter(bag.import_errors.values()))
+    assert "1 model spec(s) are invalid" in message
+    assert f"{tmp_path / 'broken.yaml'}: data.lookback_days: Input should be a valid integer" in message
+
+
+def test_parsing_imports_nothing_heavy() -> None:
+    probe = (
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag({str(PROJECT_ROOT / 'dags')!r})\n"
+        "heavy = sorted(m for m in ('mlflow', 'boto3', 'sklearn', 'ruamel', 'kubernetes_asyncio', 'pandas')\n"
+        "               if m in sys.modules)\n"
+        "print(json.dumps({'dags': sorted(bag.dags), 'heavy': heavy}))\n"
+    )
+    import os
+
+    env = {**os.environ, "MODEL_LIFECYCLE_SPECS_DIR": str(SHIPPED_SPECS)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                            check=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"dags": ["retrain__demo"], "heavy": []}
