@@ -19,8 +19,8 @@ from model_lifecycle.operators.lifecycle import (
     PromoteToStagingOperator,
     RegisterOperator,
 )
-from model_lifecycle.operators.rollout import VerifyLocalRolloutOperator
-from model_lifecycle.operators.training import LocalTrainingOperator
+from model_lifecycle.operators.rollout import rollout_task
+from model_lifecycle.operators.training import training_task
 from model_lifecycle.sensors.merge import WaitForMergeSensor
 from model_lifecycle.specs import ModelSpec, load_catalog
 
@@ -43,6 +43,7 @@ data interval ends (a manual run without a logical date: where it was triggered)
 version in MLflow (experiment `{spec.experiment}`), gates it, and proposes it to InferenceService
 `{isvc.namespace}/{isvc.name}` through `{spec.gitops.manifest_path}` on `{spec.gitops.base_branch}`.
 Merging the change is the approval; the version becomes Production once the rollout is verified.
+Training runs on backend `{spec.training.backend}`; the rollout is verified on target `{spec.rollout.target}`.
 
 | metric | goal | min | max | max regression vs production |
 | --- | --- | --- | --- | --- |
@@ -69,8 +70,8 @@ def retrain_dag(spec: ModelSpec) -> DAG:
         tags=["model-lifecycle", "retrain", f"model:{spec.name}", *spec.tags],
         default_args={
             "owner": spec.owner,
-            "retries": 2,
-            "retry_delay": dt.timedelta(minutes=1),
+            "retries": spec.retries,
+            "retry_delay": dt.timedelta(seconds=spec.retry_delay_seconds),
             "retry_exponential_backoff": True,
         },
         params={
@@ -86,27 +87,24 @@ def retrain_dag(spec: ModelSpec) -> DAG:
             ),
         },
     ) as dag:
-        common = {"spec": spec}
-        plan = PlanOperator(task_id="plan", **common)
-        train = LocalTrainingOperator(
-            task_id="train", plan=plan.output,
-            execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes + 5), **common,
+        plan = PlanOperator(task_id="plan", spec=spec)
+        train = training_task(
+            spec, task_id="train", plan=plan.output,
+            execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes),
         )
-        register = RegisterOperator(task_id="register", plan=plan.output, **common)
+        register = RegisterOperator(task_id="register", plan=plan.output, spec=spec)
         evaluate = EvaluateOperator(task_id="evaluate", plan=plan.output, registered=register.output,
-                                    **common)
+                                    spec=spec)
         staging = PromoteToStagingOperator(task_id="promote_staging", registered=register.output,
-                                           **common)
+                                           spec=spec)
         open_pr = OpenPullRequestOperator(task_id="open_pr", plan=plan.output,
-                                          registered=register.output, **common)
+                                          registered=register.output, spec=spec)
         wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", opened=open_pr.output,
-                                            registered=register.output, **common)
-        verify = VerifyLocalRolloutOperator(
-            task_id="verify_rollout", registered=register.output, merged=wait_for_merge.output,
-            execution_timeout=dt.timedelta(minutes=spec.rollout.timeout_minutes), **common,
-        )
+                                            registered=register.output, spec=spec)
+        verify = rollout_task(spec, task_id="verify_rollout", registered=register.output,
+                              merged=wait_for_merge.output)
         production = PromoteToProductionOperator(task_id="promote_production",
-                                                 registered=register.output, **common)
+                                                 registered=register.output, spec=spec)
         chain(plan, train, register, evaluate, staging, open_pr, wait_for_merge, verify, production)
     return dag
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from embedded.polling import PollingThread
 
 BRANCH_PREFIX = "model-lifecycle/"
 REVIEWER = {"GIT_AUTHOR_NAME": "Demo Reviewer", "GIT_AUTHOR_EMAIL": "reviewer@example.com",
@@ -43,7 +44,7 @@ def promotion_branches(repo: Path) -> list[str]:
     return listing.split()
 
 
-class Reviewer(threading.Thread):
+class Reviewer(PollingThread):
     """Watches the repository for promotion branches and acts on each as a reviewer would.
 
     ``decide(branch)`` returns ``"merge"`` (merge commit, then delete the branch, as a pull request
@@ -51,7 +52,7 @@ class Reviewer(threading.Thread):
 
     def __init__(self, repo: Path, base: str = "main", *, decide: Callable[[str], str] = lambda _: "merge",
                  delay: float = 1.0, say: Callable[[str], None] = print) -> None:
-        super().__init__(daemon=True, name="reviewer")
+        super().__init__(name="reviewer", interval=0.5)
         self.repo = repo
         self.base = base
         self.decide = decide
@@ -59,19 +60,12 @@ class Reviewer(threading.Thread):
         self.say = say
         self.handled: list[tuple[str, str]] = []
         self.seen = set(promotion_branches(repo))
-        self._stop_event = threading.Event()
 
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=10)
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            for branch in promotion_branches(self.repo):
-                if branch not in self.seen:
-                    self.seen.add(branch)
-                    self.review(branch)
-            self._stop_event.wait(0.5)
+    def poll(self) -> None:
+        for branch in promotion_branches(self.repo):
+            if branch not in self.seen:
+                self.seen.add(branch)
+                self.review(branch)
 
     def review(self, branch: str) -> None:
         description = git(self.repo, "log", "--format=%B", f"{self.base}..{branch}")

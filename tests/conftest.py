@@ -8,6 +8,7 @@ before any test module imports Airflow.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ os.environ["MODEL_LIFECYCLE_SPECS_DIR"] = str(SESSION_DIR / "no-specs-selected")
 
 DEMO_SPEC = PROJECT_ROOT / "include" / "models" / "demo.yaml"
 EXAMPLE_MANIFEST = PROJECT_ROOT / "include" / "kubernetes" / "inferenceservice.yaml"
+TRAINER_IMAGE = "model-lifecycle-trainer:test"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -89,3 +91,31 @@ def write_spec(specs_dir: Path, gitops_repo: Path) -> Callable[..., Any]:
         return parse_spec(path)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def kube_api() -> Iterator[Any]:
+    """A Kubernetes API on loopback with a test kubelet that runs pods as local processes; the
+    trainer image is ``include/training``."""
+    from tests.support.kube_api import KubernetesApi
+    from tests.support.kubelet import TestKubelet
+
+    api = KubernetesApi()
+    kubelet = TestKubelet(api, images={TRAINER_IMAGE: PROJECT_ROOT / "include" / "training"})
+    kubelet.start()
+    api.kubelet = kubelet
+    yield api
+    kubelet.stop()
+    api.stop()
+
+
+@pytest.fixture
+def kubernetes_default(kube_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Connection ``kubernetes_default`` pointing at the loopback API; every InferenceService the API
+    served during the test must have matched the KServe CRD schema."""
+    kubeconfig = kube_api.kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}))
+    before = len(kube_api.violations)
+    yield kube_api
+    assert kube_api.violations[before:] == []

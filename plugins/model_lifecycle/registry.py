@@ -67,6 +67,7 @@ class Tag:
     CLOSED_BY = "pr.closed_by"
 
     ROLLOUT_TARGET = "rollout.target"
+    PREVIOUS_REVISION = "rollout.previous_revision"
     ROLLOUT_VERIFIED_AT = "rollout.verified_at"
     ROLLOUT_DETAIL = "rollout.detail"
 

@@ -30,6 +30,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _NAME = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
 _K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 _CRON_FIELD = r"^[\w*/,\-?LW#]+$"
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 
@@ -44,15 +45,54 @@ class Resources(_Strict):
     requests: dict[str, str] = Field(default_factory=dict)
     limits: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, quantities: dict[str, str]) -> dict[str, str]:
+        for name, quantity in quantities.items():
+            if not re.fullmatch(_QUANTITY, str(quantity)):
+                raise ValueError(f"{name}: {quantity!r} is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)")
+        return quantities
+
+
+class Toleration(_Strict):
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class TrainingPod(_Strict):
+    """Where and how the training pod runs (backend ``kubernetes``)."""
+
+    namespace: Annotated[str, Field(pattern=_K8S_NAME)] = "ml-training"
+    service_account: Annotated[str, Field(pattern=_K8S_NAME)] | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    # Secrets whose keys become the trainer's environment (MLflow and S3 credentials): never inlined.
+    secrets: list[Annotated[str, Field(pattern=_K8S_NAME)]] = Field(default_factory=list)
+    # The tracking server as pods reach it, when that differs from Airflow's mlflow_default.
+    mlflow_tracking_uri: str | None = None
+    startup_timeout_seconds: int = Field(default=300, ge=10)
+    schedule_timeout_seconds: int = Field(default=300, ge=10)
+    poll_interval_seconds: float = Field(default=10, gt=0)
+
 
 class Training(_Strict):
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "kubernetes"] = "local"
     image: str | None = None
     command: list[NonEmptyStr] = Field(default_factory=lambda: ["python", "-m", "training"], min_length=1)
     resources: Resources = Field(default_factory=Resources)
     env: dict[str, str] = Field(default_factory=dict)
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    kubernetes: TrainingPod = Field(default_factory=TrainingPod)
+
+    @model_validator(mode="after")
+    def _image_for_kubernetes(self) -> Training:
+        if self.backend == "kubernetes" and not self.image:
+            raise ValueError("image is required when backend is 'kubernetes'")
+        return self
 
     @field_validator("env")
     @classmethod
@@ -135,10 +175,22 @@ class SmokeRequest(_Strict):
         return self
 
 
+class KServe(_Strict):
+    """How the rollout on KServe is checked (target ``kserve``)."""
+
+    protocol: Literal["v1", "v2"] = "v2"
+    # Where Airflow sends the smoke request; by default the InferenceService's status.url.
+    url: str | None = None
+    # The Argo CD Application that syncs the manifest; checked when connection argocd_default exists.
+    argocd_application: str | None = None
+    poll_interval_seconds: float = Field(default=15, gt=0)
+
+
 class Rollout(_Strict):
-    target: Literal["local"] = "local"
+    target: Literal["local", "kserve"] = "local"
     timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
     smoke_request: SmokeRequest | None = None
+    kserve: KServe = Field(default_factory=KServe)
 
 
 class Aliases(_Strict):
@@ -164,6 +216,8 @@ class ModelSpec(_Strict):
     start_date: dt.date = dt.date(2026, 1, 1)
     catchup: bool = False
     tags: list[NonEmptyStr] = Field(default_factory=list)
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_delay_seconds: int = Field(default=60, ge=1, le=24 * 3600)
     training: Training = Field(default_factory=Training)
     data: Data
     evaluation: Evaluation

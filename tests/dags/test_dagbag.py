@@ -106,3 +106,30 @@ def test_parsing_imports_nothing_heavy() -> None:
                             check=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"dags": ["retrain__demo"], "heavy": []}
+
+
+def test_kubernetes_backends_are_wired_from_the_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    document = yaml.safe_load((SHIPPED_SPECS / "demo.yaml").read_text())
+    document["training"].update(backend="kubernetes", kubernetes={
+        "namespace": "ml-training", "service_account": "trainer", "node_selector": {"pool": "cpu"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+        "secrets": ["mlflow-credentials", "s3-credentials"]})
+    document["rollout"]["target"] = "kserve"
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(document))
+    dag = parse(tmp_path, monkeypatch).dags["retrain__demo"]
+    train = dag.task_dict["train"]
+    assert type(train).__name__ == "KubernetesTrainingOperator"
+    assert (train.namespace, train.image, train.cmds) == (
+        "ml-training", "ghcr.io/example/model-lifecycle-trainer:1.0", ["python", "-m", "training"])
+    assert train.deferrable and not train.do_xcom_push
+    assert train.on_finish_action.value == "delete_succeeded_pod"
+    assert train.labels["model-lifecycle/model"] == "demo"
+    assert train.service_account_name == "trainer" and train.node_selector == {"pool": "cpu"}
+    assert [t.key for t in train.tolerations] == ["dedicated"]
+    assert [source.secret_ref.name for source in train.env_from] == ["mlflow-credentials", "s3-credentials"]
+    assert train.container_resources.limits == {"memory": "2Gi"}
+    assert train.pod_template_file.endswith("include/kubernetes/training-pod-template.yaml")
+    assert train.kubernetes_conn_id == "kubernetes_default"
+    assert type(dag.task_dict["verify_rollout"]).__name__ == "KServeRolloutSensor"

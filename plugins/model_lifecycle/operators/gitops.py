@@ -25,10 +25,12 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
     template_fields: Sequence[str] = ("plan", "registered")
     ui_color = "#d3f9d8"
 
-    def __init__(self, *, plan: Any, registered: Any, **kwargs: Any) -> None:
+    def __init__(self, *, plan: Any, registered: Any, kubernetes_conn_id: str = "kubernetes_default",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.plan = plan
         self.registered = registered
+        self.kubernetes_conn_id = kubernetes_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from model_lifecycle.evidence import Evidence, pull_request_body, pull_request_title
@@ -76,6 +78,8 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
             airflow_run_url=run_url(context),
             decision=self.plan["decision"],
         )
+        if self.spec.rollout.target == "kserve":
+            self._record_serving_revision(version)
         change = provider.open_change(ChangeRequest(
             branch=promotion_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
                                     version=version),
@@ -89,3 +93,17 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
                                          Tag.PR_HEAD_SHA: change.head_sha})
         self.log.info("Pull request for %s v%s: %s", name, version, change.url)
         return {"state": OPENED, "base_sha": base_sha, "change": change.to_dict()}
+
+    def _record_serving_revision(self, version: str) -> None:
+        """The predictor revision serving before the change: the rollout check waits for a newer one.
+        Recorded once, before anything can be merged, so a rerun after the merge keeps the first."""
+        from model_lifecycle.hooks.kserve import read_inference_service
+        from model_lifecycle.registry import Tag
+
+        isvc = self.spec.gitops.inference_service
+        current = read_inference_service(self.kubernetes_conn_id, isvc.namespace, isvc.name) or {}
+        predictor = ((current.get("status") or {}).get("components") or {}).get("predictor") or {}
+        revision = predictor.get("latestReadyRevision")
+        self.log.info("%s/%s serves revision %r before the change.", isvc.namespace, isvc.name, revision)
+        if revision:
+            self.registry.set_tags(version, {Tag.PREVIOUS_REVISION: revision}, keep_existing=True)

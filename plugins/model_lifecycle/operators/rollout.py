@@ -1,14 +1,17 @@
 """Verifying the rollout. Target ``local``: the model at the URI the merged manifest names loads through
-MLflow and answers the spec's smoke request."""
+MLflow and answers the spec's smoke request. Target ``kserve``: see ``sensors/rollout.py``."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from model_lifecycle.operators.base import ModelLifecycleOperator
+from model_lifecycle.specs import ModelSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -60,3 +63,13 @@ class VerifyLocalRolloutOperator(ModelLifecycleOperator):
                 f"rollout of {self.spec.registered_model} v{self.registered['version']} at "
                 f"{self.spec.gitops.manifest_path}@{commit[:12]} failed: {verdict.reason}"
             )
+
+
+def rollout_task(spec: ModelSpec, **kwargs: Any) -> BaseOperator:
+    """The verify task for the spec's rollout target."""
+    if spec.rollout.target == "kserve":
+        from model_lifecycle.sensors.rollout import KServeRolloutSensor
+
+        return KServeRolloutSensor(spec=spec, **kwargs)
+    return VerifyLocalRolloutOperator(
+        spec=spec, execution_timeout=dt.timedelta(minutes=spec.rollout.timeout_minutes), **kwargs)

@@ -15,9 +15,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from model_lifecycle.operators.base import ModelLifecycleOperator, window_of
+from model_lifecycle.policy import DataWindow
 from model_lifecycle.specs import PROJECT_ROOT, ModelSpec
 from model_lifecycle.training import AirflowIdentity, trainer_environment
 
@@ -40,20 +42,12 @@ class LocalTrainingOperator(ModelLifecycleOperator):
 
     def execute(self, context: Context) -> str:
         window = window_of(self.plan)
-        earlier = self.registry.finished_run(window)
+        earlier = reusable_run(self, window)
         if earlier is not None:
-            self.log.info("MLflow run %s already trained %s on this window; reusing it.",
-                          earlier.info.run_id, self.spec.registered_model)
-            return earlier.info.run_id
-        killed = self.registry.fail_unfinished_runs(window)
-        if killed:
-            self.log.info("Marked MLflow run(s) %s of an interrupted attempt as KILLED.", killed)
-        ti = context["ti"]
-        identity = AirflowIdentity(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-                                   try_number=ti.try_number)
+            return earlier
         environment = {
             **os.environ,
-            **trainer_environment(self.spec, window, identity, tracking_uri=self.mlflow.tracking_uri),
+            **contract_environment(self, context, window, tracking_uri=self.mlflow.tracking_uri),
             **self.mlflow.credentials_env(),
         }
         self._run_trainer(command(self.spec), environment)
@@ -105,9 +99,41 @@ class LocalTrainingOperator(ModelLifecycleOperator):
             os.killpg(self._process.pid, signal.SIGKILL)
 
 
+def reusable_run(operator: ModelLifecycleOperator, window: DataWindow) -> str | None:
+    """The finished MLflow run that already trained this model on this window, if any. Otherwise the
+    runs an interrupted attempt left RUNNING are marked KILLED, so the run list tells the truth."""
+    earlier = operator.registry.finished_run(window)
+    if earlier is not None:
+        operator.log.info("MLflow run %s already trained %s on this window; reusing it, nothing is "
+                          "trained again.", earlier.info.run_id, operator.spec.registered_model)
+        return earlier.info.run_id
+    killed = operator.registry.fail_unfinished_runs(window)
+    if killed:
+        operator.log.info("Marked MLflow run(s) %s of an interrupted attempt as KILLED.", killed)
+    return None
+
+
+def contract_environment(operator: ModelLifecycleOperator, context: Context, window: DataWindow, *,
+                         tracking_uri: str) -> dict[str, str]:
+    """The environment contract for this task instance."""
+    ti = context["ti"]
+    identity = AirflowIdentity(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+                               try_number=ti.try_number)
+    return trainer_environment(operator.spec, window, identity, tracking_uri=tracking_uri)
+
+
 def command(spec: ModelSpec) -> list[str]:
     """The spec's command, with ``python`` meaning the interpreter Airflow runs on."""
     argv = list(spec.training.command)
     if argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     return argv
+
+
+def training_task(spec: ModelSpec, **kwargs: Any) -> BaseOperator:
+    """The train task for the spec's backend; the Kubernetes operator is imported only when used."""
+    if spec.training.backend == "kubernetes":
+        from model_lifecycle.operators.kubernetes_training import KubernetesTrainingOperator
+
+        return KubernetesTrainingOperator(spec=spec, **kwargs)
+    return LocalTrainingOperator(spec=spec, **kwargs)

@@ -1,0 +1,128 @@
+"""The retraining DAG with training on Kubernetes and rollout on KServe: the real KubernetesPodOperator
+and kubernetes clients against the loopback Kubernetes API, a test kubelet that runs the trainer, and
+a GitOps agent and KServe controller that act on the merge."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.conftest import TRAINER_IMAGE
+from tests.dags.test_retrain_cycle import aliases, run_with_reviewer, states, versions
+from tests.support.airflow_runs import load_dag, manual_run
+from tests.support.serving import ARGOCD_TOKEN, ServingStack
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "mlflow_server")
+
+SECRET = "training-credentials"
+POD = {"poll_interval_seconds": 0.5, "startup_timeout_seconds": 10, "schedule_timeout_seconds": 10}
+KUBERNETES_TRAINING = {"backend": "kubernetes", "image": TRAINER_IMAGE,
+                       "kubernetes": {**POD, "secrets": [SECRET]}}
+KSERVE_ROLLOUT = {"target": "kserve", "kserve": {"poll_interval_seconds": 0.5}}
+
+
+def core(api: Any) -> client.CoreV1Api:
+    configuration = client.Configuration()
+    configuration.host = api.url
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+def ensure_secret(api: Any) -> None:
+    secret = client.V1Secret(metadata=client.V1ObjectMeta(name=SECRET), data={
+        "AWS_ACCESS_KEY_ID": base64.b64encode(b"trainer-key-id").decode(),
+        "AWS_SECRET_ACCESS_KEY": base64.b64encode(b"trainer-secret-value").decode()})
+    try:
+        core(api).create_namespaced_secret("ml-training", secret)
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+
+
+def model_pods(api: Any, spec: Any) -> list[client.V1Pod]:
+    selector = f"model-lifecycle/model={spec.name}"
+    return core(api).list_namespaced_pod("ml-training", label_selector=selector).items
+
+
+def test_cycle_with_training_pods_and_a_kserve_rollout(write_spec, gitops_repo: Path, mlflow_client: Any,
+                                                       mlflow_server: Any, kubernetes_default: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    ensure_secret(kubernetes_default)
+    spec = write_spec(retries=0, training=KUBERNETES_TRAINING, rollout=KSERVE_ROLLOUT)
+    with ServingStack(kubernetes_default, gitops_repo, spec.gitops.manifest_path,
+                      tracking_uri=mlflow_server.url, argocd=True) as serving:
+        monkeypatch.setenv("AIRFLOW_CONN_ARGOCD_DEFAULT",
+                           f"http://:{ARGOCD_TOKEN}@127.0.0.1:{serving.argocd_server.server_port}")
+        run, _ = run_with_reviewer(spec, gitops_repo)
+    assert set(states(run).values()) == {"success"}, states(run)
+
+    # the training pod: labelled, credentials from the Secret (never inlined), deleted after success
+    kubelet = kubernetes_default.kubelet
+    name = next(pod_name for pod_name, pod in kubelet.pods.items()
+                if pod.metadata.labels.get("model-lifecycle/model") == spec.name)
+    pod = kubelet.pods[name]
+    assert pod.metadata.labels["dag_id"] == spec.dag_id and pod.metadata.labels["task_id"] == "train"
+    container = pod.spec.containers[0]
+    assert [source.secret_ref.name for source in container.env_from] == [SECRET]
+    inlined = {variable.name: variable.value for variable in container.env}
+    assert "AWS_SECRET_ACCESS_KEY" not in inlined and "trainer-secret-value" not in inlined.values()
+    assert inlined["AIRFLOW_CTX_DAG_ID"] == spec.dag_id and inlined["MODEL_NAME"] == spec.registered_model
+    assert kubelet.environments[name]["AWS_SECRET_ACCESS_KEY"] == "trainer-secret-value"
+    assert pod.spec.restart_policy == "Never"
+    assert model_pods(kubernetes_default, spec) == []
+
+    # the rollout: a new revision, the smoke request answered by the served model
+    version = versions(mlflow_client, spec)["1"]
+    assert version.current_stage == "Production" and aliases(mlflow_client, spec) == {"production": "1"}
+    assert version.tags["rollout.target"] == "kserve"
+    assert version.tags["rollout.previous_revision"] == "demo-breast-cancer-predictor-00001"
+    assert version.tags["rollout.detail"].startswith(
+        "revision 'demo-breast-cancer-predictor-00002' has all the traffic")
+    assert "the smoke request got 2 predictions: [0, 1]" in version.tags["rollout.detail"]
+    path, body = serving.requests[-1]
+    assert path == "/v2/models/demo-breast-cancer/infer"
+    assert body["inputs"][0]["shape"] == [2, 30]
+    assert mlflow_client.get_run(version.run_id).data.tags["airflow.task_id"] == "train"
+
+
+@pytest.mark.parametrize(("training", "reason", "kept"), [
+    ({"command": ["python", "-c", "import sys; print('no data for this window'); sys.exit(3)"]},
+     "container base exited with code 3 (Error)", True),
+    ({"command": ["python", "-c", "x = bytearray(400 * 2**20); import time; time.sleep(30)"],
+      "resources": {"limits": {"memory": "128Mi"}}},
+     "container base was OOMKilled (exit code 137): it needed more memory than its limit of 128Mi", True),
+    ({"image": "registry.invalid/trainer:missing"},
+     "image 'registry.invalid/trainer:missing' cannot be pulled: ErrImagePull", False),
+    ({"kubernetes": {**POD, "node_selector": {"pool": "gpu"}}},
+     "the pod was never scheduled: Unschedulable: 0/1 nodes are available", False),
+], ids=["exit-code", "oom-killed", "image-pull", "never-scheduled"])
+def test_failed_training_pod_names_the_reason(write_spec, mlflow_client: Any, kubernetes_default: Any,
+                                              capsys: pytest.CaptureFixture[str], training: dict[str, Any],
+                                              reason: str, kept: bool) -> None:
+    spec = write_spec(retries=0, training={**KUBERNETES_TRAINING, **training})
+    run = manual_run(load_dag(spec.dag_id))
+    found = states(run)
+    assert found["train"] == "failed" and found["register"] == "upstream_failed"
+    assert f"failed: {reason}" in capsys.readouterr().out
+    left = model_pods(kubernetes_default, spec)
+    assert len(left) == (1 if kept else 0)  # failed pods are kept; pods that never started are removed
+    assert versions(mlflow_client, spec) == {}
+
+
+def test_failed_model_load_fails_the_rollout_at_once(write_spec, gitops_repo: Path, mlflow_client: Any,
+                                                     mlflow_server: Any, kubernetes_default: Any,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(retries=0, rollout=KSERVE_ROLLOUT)
+    with ServingStack(kubernetes_default, gitops_repo, spec.gitops.manifest_path,
+                      tracking_uri=mlflow_server.url, behaviour="fail_load"):
+        run, _ = run_with_reviewer(spec, gitops_repo)
+    found = states(run)
+    assert (found["verify_rollout"], found["promote_production"]) == ("failed", "upstream_failed")
+    output = capsys.readouterr().out
+    assert f"rollout of {spec.registered_model} v1 to models/demo-breast-cancer failed: the new model " \
+           "failed to load" in output
+    assert "ModelLoadFailed" in output
+    assert aliases(mlflow_client, spec) == {"staging": "1"}

@@ -1,0 +1,54 @@
+"""The Kubernetes manifests the project ships or writes: InferenceServices match the KServe CRD schema,
+and Airflow's RBAC grants what it needs and nothing on the serving side beyond reading."""
+
+from __future__ import annotations
+
+import yaml
+
+from model_lifecycle.manifests import pin_model_version
+from model_lifecycle.specs import PROJECT_ROOT
+from tests.support.kube_api import schema_violations
+
+KUBERNETES = PROJECT_ROOT / "include" / "kubernetes"
+
+
+def test_example_inference_service_matches_the_crd() -> None:
+    isvc = yaml.safe_load((KUBERNETES / "inferenceservice.yaml").read_text())
+    assert schema_violations(isvc) == []
+    assert isvc["spec"]["predictor"]["model"]["protocolVersion"] == "v2"
+    assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == "mlflow"
+
+
+def test_the_manifest_the_dag_writes_matches_the_crd() -> None:
+    text = (KUBERNETES / "inferenceservice.yaml").read_text()
+    edited = pin_model_version(text, path="isvc.yaml", name="demo-breast-cancer", namespace="models",
+                               storage_uri="s3://mlflow/artifacts/1/models/m-1/artifacts",
+                               registered_model="demo-breast-cancer", version="7", run_id="abc")
+    assert schema_violations(yaml.safe_load(edited)) == []
+
+
+def test_rbac_reads_inference_services_and_runs_training_pods_only() -> None:
+    documents = list(yaml.safe_load_all((KUBERNETES / "rbac.yaml").read_text()))
+    roles = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] in ("Role", "ClusterRole")}
+    assert all(doc["kind"] == "Role" for doc in roles.values())  # namespaced, nothing cluster-wide
+    serving = roles["model-lifecycle-inferenceservice-reader"]
+    assert serving["metadata"]["namespace"] == "models"
+    assert serving["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+                                 "verbs": ["get", "list", "watch"]}]
+    training = roles["model-lifecycle-training"]
+    assert training["metadata"]["namespace"] == "ml-training"
+    granted = {(group, resource): set(rule["verbs"]) for rule in training["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert granted == {("", "pods"): {"create", "get", "list", "watch", "patch", "delete"},
+                       ("", "pods/log"): {"get"}, ("", "events"): {"get", "list", "watch"}}
+    bindings = [doc for doc in documents if doc["kind"] == "RoleBinding"]
+    assert {(b["roleRef"]["name"], b["subjects"][0]["name"]) for b in bindings} == {
+        ("model-lifecycle-training", "airflow"), ("model-lifecycle-inferenceservice-reader", "airflow")}
+
+
+def test_training_pod_template() -> None:
+    pod = yaml.safe_load((KUBERNETES / "training-pod-template.yaml").read_text())
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert [container["name"] for container in pod["spec"]["containers"]] == ["base"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
