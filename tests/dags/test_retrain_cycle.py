@@ -15,6 +15,7 @@ from tests.support.airflow_runs import backfill, drive, load_dag, manual_run, re
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "mlflow_server")
 
+DAY = dt.datetime(2026, 11, 1, 3, tzinfo=dt.UTC)
 PROMOTION_TASKS = ["promote_staging", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
 RECORD = [
     "data.source", "data.window_start", "data.window_end", "airflow.dag_id", "airflow.run_id",
@@ -55,7 +56,8 @@ def run_with_reviewer(spec: Any, repo: Path, decide: str = "merge", **kwargs: An
 def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_repo: Path,
                                                           mlflow_client: Any) -> None:
     spec = write_spec()
-    first, reviewer = run_with_reviewer(spec, gitops_repo)
+    # Two daily intervals: dag.test() keeps one run per logical date, and the first run is cleared later.
+    first, reviewer = run_with_reviewer(spec, gitops_repo, logical_date=DAY)
     assert set(states(first).values()) == {"success"}, states(first)
     branch = f"model-lifecycle/models/demo-breast-cancer/{spec.registered_model}-v1"
     assert reviewer.handled == [(branch, "merge")]
@@ -89,7 +91,7 @@ def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_rep
     assert "# set by the retraining DAG" in manifest_on_main(gitops_repo, spec)  # comments survive
     assert "model-lifecycle/model-version: '1'" in manifest_on_main(gitops_repo, spec)
 
-    second, _ = run_with_reviewer(spec, gitops_repo)
+    second, _ = run_with_reviewer(spec, gitops_repo, logical_date=DAY + dt.timedelta(days=1))
     assert set(states(second).values()) == {"success"}, states(second)
     found = versions(mlflow_client, spec)
     assert (found["1"].current_stage, found["2"].current_stage) == ("Archived", "Production")
@@ -99,6 +101,13 @@ def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_rep
     assert found["1"].tags["lifecycle.status"] == "archived"
     assert found["1"].tags["promotion.succeeded_by_version"] == "2"
     assert "model-lifecycle/model-version: '2'" in manifest_on_main(gitops_repo, spec)
+    assert promotion_branches(gitops_repo) == []
+
+    # clearing the first run's promotion by hand must not roll production back to v1
+    dag = load_dag(spec.dag_id)
+    for task_id in ("promote_production", "open_pr", "promote_staging"):
+        assert rerun_task(dag, first.run_id, task_id) == "failed"
+    assert aliases(mlflow_client, spec) == {"production": "2", "previous-production": "1"}
     assert promotion_branches(gitops_repo) == []
 
     from airflow.models.asset import AssetEvent, AssetModel
