@@ -1,0 +1,112 @@
+"""What parsing the retrain DAGs costs the DAG processor, against a floor.
+
+For 1, 50 and 200 model specs (copies of the demo spec, generated in a temporary folder) it parses
+``dags/`` with Airflow's DagBag in a fresh interpreter, and compares with the floor: a DAG file that
+builds the same number of DAGs with the same nine-task chain from EmptyOperator. It prints the
+milliseconds per DAG of both, their ratio, and which heavy modules parsing imported. Airflow itself is
+imported before the clock starts, in both.
+
+    .venv/bin/python benchmarks/parse_cost.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("mlflow", "boto3", "kubernetes", "kubernetes_asyncio", "ruamel", "sklearn", "pandas", "requests")
+SIZES = (1, 50, 200)
+
+PROBE = textwrap.dedent("""
+    import json, sys, time
+    import airflow.sdk  # Airflow's own import is not part of the DAG files' cost
+    from airflow.dag_processing.dagbag import DagBag
+    before = set(sys.modules)
+    started = time.perf_counter()
+    bag = DagBag(sys.argv[1])
+    elapsed = time.perf_counter() - started
+    heavy = sorted(m for m in {heavy} if m in sys.modules and m not in before)
+    print(json.dumps({{"seconds": elapsed, "dags": len(bag.dags), "errors": len(bag.import_errors),
+                      "heavy": heavy}}))
+""")
+
+FLOOR = textwrap.dedent("""
+    # The floor: DAGs with the same DAG arguments (timetable, params, doc_md, default_args, tags) and
+    # the same nine-task chain as dags/retrain.py, but from EmptyOperator and without model specs.
+    import datetime as dt
+    from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
+    from airflow.providers.standard.operators.empty import EmptyOperator
+
+    TASKS = ["plan", "train", "register", "evaluate", "promote_staging", "open_pr", "wait_for_merge",
+             "verify_rollout", "promote_production"]
+    for index in range({count}):
+        with DAG(
+            f"floor__{{index}}", schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
+            start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), catchup=False, max_active_runs=1,
+            tags=["floor", "retrain", f"model:{{index}}"], doc_md="x" * 1500,
+            default_args={{"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(seconds=60),
+                          "retry_exponential_backoff": True}},
+            params={{
+                "lookback_days": Param(None, type=["null", "integer"], minimum=1, maximum=3650,
+                                       title="Lookback (days)", description="x" * 60),
+                "force_promotion": Param(None, type=["null", "string"], minLength=10, maxLength=500,
+                                         title="Force promotion (reason)", description="x" * 140),
+            }},
+        ):
+            chain(*[EmptyOperator(task_id=task) for task in TASKS])
+""")
+
+
+def parse_seconds(dag_folder: Path, environment: dict[str, str]) -> dict:
+    result = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), str(dag_folder)],
+                            capture_output=True, text=True, env=environment, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5, help="parses per measurement (median taken)")
+    args = parser.parse_args()
+    demo = yaml.safe_load((ROOT / "include" / "models" / "demo.yaml").read_text())
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_dir = Path(scratch)
+        environment = {**os.environ, "AIRFLOW_HOME": str(scratch_dir / "airflow"),
+                       "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                       "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                       "PYTHONPATH": str(ROOT / "plugins")}
+        for count in SIZES:
+            specs = scratch_dir / f"specs-{count}"
+            specs.mkdir()
+            for index in range(count):
+                spec = {**demo, "name": f"model{index:03d}", "registered_model": f"model-{index:03d}",
+                        "experiment": f"model-{index:03d}"}
+                (specs / f"model{index:03d}.yaml").write_text(yaml.safe_dump(spec))
+            floor = scratch_dir / f"floor-{count}"
+            floor.mkdir()
+            (floor / "floor.py").write_text(FLOOR.format(count=count))
+            ours = [parse_seconds(ROOT / "dags", {**environment, "MODEL_LIFECYCLE_SPECS_DIR": str(specs)})
+                    for _ in range(args.repeat)]
+            floors = [parse_seconds(floor, environment) for _ in range(args.repeat)]
+            assert all(run["dags"] == count and run["errors"] == 0 for run in ours + floors), (ours, floors)
+            ours_ms = statistics.median(run["seconds"] for run in ours) * 1000 / count
+            floor_ms = statistics.median(run["seconds"] for run in floors) * 1000 / count
+            rows.append((count, ours_ms, floor_ms, ours_ms / floor_ms, ", ".join(ours[0]["heavy"]) or "none"))
+    print(f"DAG parse cost, median of {args.repeat} parses in a fresh interpreter each")
+    print(f"{'specs':>6} {'retrain ms/DAG':>15} {'floor ms/DAG':>13} {'ratio':>6}  heavy modules imported")
+    for count, ours_ms, floor_ms, ratio, heavy in rows:
+        print(f"{count:>6} {ours_ms:>15.2f} {floor_ms:>13.2f} {ratio:>6.2f}  {heavy}")
+
+
+if __name__ == "__main__":
+    main()
