@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from embedded.gitops_repo import PLATFORM, REVIEWER, create_gitops_repo, git
+from embedded.gitops_repo import PLATFORM, REVIEWER, create_gitops_repo, git, promotion_branches
 from model_lifecycle.gitops import ChangeRequest, GitOpsError
 from model_lifecycle.gitops.local import BOT_EMAIL, LocalGitProvider
 from model_lifecycle.specs import PROJECT_ROOT, GitOps
@@ -68,6 +68,31 @@ def test_concurrent_attempts_create_one_branch(repo: Path) -> None:
         thread.join()
     assert len({ref.head_sha for ref in results}) == 1
     assert git(repo, "rev-parse", request().branch).strip() == results[0].head_sha
+
+
+def test_base_branch_moving_while_the_change_is_written_rebuilds_it(repo: Path) -> None:
+    read = []
+
+    def edit(manifest: str) -> str:
+        if not read:  # someone pushes to main between the read and the write
+            (repo / "other.txt").write_text("x")
+            git(repo, "add", "other.txt")
+            git(repo, "commit", "--quiet", "-m", "Concurrent", env=PLATFORM)
+        read.append(manifest)
+        return "changed: true\n"
+
+    ref = LocalGitProvider(repo).propose(replace(request(), edit=edit)).change
+    assert len(read) == 2
+    assert git(repo, "rev-parse", f"{ref.branch}^").strip() == git(repo, "rev-parse", "main").strip()
+
+
+def test_a_newer_version_deletes_the_branches_of_older_ones(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    v1 = provider.propose(request()).change
+    v2 = provider.propose(replace(request(), branch="model-lifecycle/models/demo/demo-v2")).change
+    assert provider.close_superseded(v2, "model-lifecycle/models/demo/") == [v1]
+    assert promotion_branches(repo) == [v2.branch]
+    assert provider.change_status(v1).state == "closed"
 
 
 def test_status_follows_the_reviewer(repo: Path) -> None:

@@ -83,9 +83,12 @@ class LocalGitProvider(GitOpsProvider):
                 if base is None or not self._is_ancestor(head, base)]
 
     def close_change(self, ref: ChangeRef, comment: str) -> None:
+        head = self._resolve(f"refs/heads/{ref.branch}")
+        if head is None:
+            return
         # A branch has nowhere to hold a comment: the log keeps it.
-        log.info("Deleting branch %s without merging it: %s", ref.branch, comment)
-        self._git("update-ref", "-d", f"refs/heads/{ref.branch}", ref.head_sha)
+        log.info("Deleting branch %s at %s without merging it: %s", ref.branch, head[:12], comment)
+        self._git("update-ref", "-d", f"refs/heads/{ref.branch}", head)
 
     def change_status(self, ref: ChangeRef) -> ChangeStatus:
         base = self._resolve(f"refs/heads/{ref.base_branch}")

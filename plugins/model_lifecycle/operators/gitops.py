@@ -88,6 +88,7 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
         return {"state": OPENED, "base_sha": proposal.base_sha, "change": change.to_dict()}
 
     def _evidence(self, context: Context, storage_uri: str) -> Evidence:
+        from model_lifecycle.evidence import Evidence
         from model_lifecycle.links import mlflow_run_url, mlflow_version_url
         from model_lifecycle.registry import Tag
 
