@@ -18,6 +18,7 @@ from model_lifecycle.operators.lifecycle import (
     PromoteToProductionOperator,
     PromoteToStagingOperator,
     RegisterOperator,
+    production_asset,
 )
 from model_lifecycle.operators.rollout import rollout_task
 from model_lifecycle.operators.training import training_task
@@ -103,8 +104,8 @@ def retrain_dag(spec: ModelSpec) -> DAG:
                                             registered=register.output, spec=spec)
         verify = rollout_task(spec, task_id="verify_rollout", registered=register.output,
                               merged=wait_for_merge.output)
-        production = PromoteToProductionOperator(task_id="promote_production",
-                                                 registered=register.output, spec=spec)
+        production = PromoteToProductionOperator(task_id="promote_production", registered=register.output,
+                                                 outlets=[production_asset(spec)], spec=spec)
         chain(plan, train, register, evaluate, staging, open_pr, wait_for_merge, verify, production)
     return dag
 

@@ -23,6 +23,7 @@ import yaml
 from embedded.airflow_env import PROJECT_ROOT, airflow_environment, migrate_database
 from embedded.gitops_repo import create_gitops_repo
 from embedded.mlflow_server import MlflowServer
+from tests.support.github_server import FakeGitHub
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="model-lifecycle-tests-"))
 AIRFLOW_ENV = airflow_environment(SESSION_DIR / "airflow", mlflow_url="http://127.0.0.1:9")
@@ -64,6 +65,21 @@ def gitops_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "gitops"
     create_gitops_repo(repo, EXAMPLE_MANIFEST, spec["gitops"]["manifest_path"])
     return repo
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
+    """The stand-in for GitHub, holding the demo's InferenceService manifest on ``main``, reached through
+    the ``github_default`` connection. Any request or response off GitHub's OpenAPI description fails
+    the test."""
+    server = FakeGitHub(token=f"ghp_{uuid.uuid4().hex}").start()
+    manifest_path = yaml.safe_load(DEMO_SPEC.read_text())["gitops"]["manifest_path"]
+    server.commit("main", {manifest_path: EXAMPLE_MANIFEST.read_text()}, "Add the InferenceService")
+    monkeypatch.setenv("AIRFLOW_CONN_GITHUB_DEFAULT", json.dumps(
+        {"conn_type": "github", "host": server.url, "password": server.token}))
+    yield server
+    server.stop()
+    assert server.violations == [], "requests or responses off GitHub's OpenAPI description"
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from model_lifecycle.specs import MetricGate
 
 BACKFILL_RUN_TYPE = "backfill"
+_BRANCH_VERSION = re.compile(r"(?P<stem>.+)-v(?P<version>[0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,28 @@ def gate_fingerprint(gates: Mapping[str, MetricGate]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def promotion_branch_prefix(*, namespace: str, inference_service: str) -> str:
+    """What every promotion branch of one InferenceService starts with."""
+    return f"model-lifecycle/{namespace}/{inference_service}/"
+
+
 def promotion_branch(*, namespace: str, inference_service: str, model: str, version: str) -> str:
     """One branch per (InferenceService, model, version): the same inputs always give the same name."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.").lower()
-    return f"model-lifecycle/{namespace}/{inference_service}/{slug}-v{version}"
+    prefix = promotion_branch_prefix(namespace=namespace, inference_service=inference_service)
+    return f"{prefix}{slug}-v{version}"
+
+
+def superseded_by(branch: str, candidates: list[str]) -> list[str]:
+    """The promotion branches among ``candidates`` that ``branch`` supersedes: the same InferenceService
+    and model, an older version. A proposal of another model is a different decision and stays."""
+    newer = _BRANCH_VERSION.fullmatch(branch)
+    if newer is None:
+        return []
+    older = []
+    for candidate in candidates:
+        match = _BRANCH_VERSION.fullmatch(candidate)
+        if match and match["stem"] == newer["stem"] and int(match["version"]) < int(newer["version"]):
+            older.append(candidate)
+    return older
+

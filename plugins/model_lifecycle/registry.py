@@ -59,11 +59,13 @@ class Tag:
     SUCCEEDED_BY = "promotion.succeeded_by_version"
 
     PR_URL = "pr.url"
+    PR_NUMBER = "pr.number"
     PR_BRANCH = "pr.branch"
     PR_HEAD_SHA = "pr.head_sha"
     MERGE_SHA = "pr.merge_sha"
     MERGED_BY = "pr.merged_by"
     MERGED_AT = "pr.merged_at"
+    APPROVED_BY = "pr.approved_by"
     CLOSED_BY = "pr.closed_by"
 
     ROLLOUT_TARGET = "rollout.target"

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 SPECS_DIR_ENV = "MODEL_LIFECYCLE_SPECS_DIR"
 DEFAULTS_FILE = "_defaults.yaml"
@@ -32,6 +40,9 @@ _NAME = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
 _K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 _CRON_FIELD = r"^[\w*/,\-?LW#]+$"
+_GITHUB_REPOSITORY = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}"
+_GITHUB_LOGIN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"
+_GITHUB_TEAM = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
@@ -138,13 +149,39 @@ class InferenceServiceRef(_Strict):
 
 
 class GitOps(_Strict):
-    provider: Literal["local"] = "local"
+    """Where the promotion is proposed. ``local``: ``repository`` is a git repository on this machine.
+    ``github``: ``repository`` is ``owner/name``, reached through the Airflow connection
+    ``connection_id``; labels, reviewers and auto-merge apply to its pull requests."""
+
+    provider: Literal["local", "github"] = "local"
     repository: NonEmptyStr
     base_branch: NonEmptyStr = "main"
     manifest_path: NonEmptyStr
     inference_service: InferenceServiceRef
     poll_interval_seconds: int = Field(default=30, ge=1, le=3600)
     merge_timeout_hours: float = Field(default=72, gt=0, le=24 * 30)
+    close_on_timeout: bool = False
+    connection_id: NonEmptyStr = "github_default"
+    labels: list[NonEmptyStr] = Field(default_factory=list)
+    reviewers: list[Annotated[str, Field(pattern=_GITHUB_LOGIN)]] = Field(default_factory=list)
+    team_reviewers: list[Annotated[str, Field(pattern=_GITHUB_TEAM)]] = Field(default_factory=list)
+    auto_merge: bool = False
+
+    @field_validator("repository")
+    @classmethod
+    def _github_repository(cls, repository: str, info: ValidationInfo) -> str:
+        if info.data.get("provider") == "github" and not re.fullmatch(_GITHUB_REPOSITORY, repository):
+            raise ValueError(f"{repository!r} is not a GitHub repository; write it as owner/name")
+        return repository
+
+    @field_validator("connection_id", "labels", "reviewers", "team_reviewers", "auto_merge")
+    @classmethod
+    def _github_only(cls, value: Any, info: ValidationInfo) -> Any:
+        provider = info.data.get("provider")
+        default = cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        if value != default and provider not in (None, "github"):
+            raise ValueError(f"only the github provider has {info.field_name} (provider is {provider!r})")
+        return value
 
     @field_validator("manifest_path")
     @classmethod

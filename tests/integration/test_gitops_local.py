@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from embedded.gitops_repo import PLATFORM, REVIEWER, create_gitops_repo, git
+from embedded.gitops_repo import PLATFORM, REVIEWER, create_gitops_repo, git, promotion_branches
 from model_lifecycle.gitops import ChangeRequest, GitOpsError
 from model_lifecycle.gitops.local import BOT_EMAIL, LocalGitProvider
 from model_lifecycle.specs import PROJECT_ROOT, GitOps
 from model_lifecycle.triggers.merge import MergeTrigger
+from tests.support.triggers import first_event
 
 MANIFEST = "apps/demo/isvc.yaml"
 EXAMPLE = PROJECT_ROOT / "include" / "kubernetes" / "inferenceservice.yaml"
@@ -28,14 +29,14 @@ def repo(tmp_path: Path) -> Path:
 
 def request(content: str = "changed: true\n") -> ChangeRequest:
     return ChangeRequest(branch="model-lifecycle/models/demo/demo-v1", base_branch="main", path=MANIFEST,
-                         content=content, title="Promote demo v1",
+                         edit=lambda _: content, title="Promote demo v1",
                          body="| metric | value |\n| --- | --- |\n| accuracy | 0.97 |")
 
 
 def test_open_change_commits_only_the_manifest_and_leaves_the_checkout_alone(repo: Path) -> None:
     (repo / "notes.txt").write_text("a reviewer's uncommitted work\n")
     head_before = git(repo, "rev-parse", "HEAD")
-    ref = LocalGitProvider(repo).open_change(request())
+    ref = LocalGitProvider(repo).propose(request()).change
     assert git(repo, "rev-parse", "HEAD") == head_before
     assert git(repo, "status", "--porcelain") == "?? notes.txt\n"
     assert git(repo, "diff", "--name-only", "main", ref.branch).split() == [MANIFEST]
@@ -50,8 +51,8 @@ def test_open_change_commits_only_the_manifest_and_leaves_the_checkout_alone(rep
 
 def test_opening_again_adopts_the_branch(repo: Path) -> None:
     provider = LocalGitProvider(repo)
-    first = provider.open_change(request())
-    again = provider.open_change(request(content="something else\n"))
+    first = provider.propose(request()).change
+    again = provider.propose(request(content="something else\n")).change
     assert again == first
     assert git(repo, "rev-list", "--count", f"main..{first.branch}").strip() == "1"
 
@@ -59,7 +60,7 @@ def test_opening_again_adopts_the_branch(repo: Path) -> None:
 def test_concurrent_attempts_create_one_branch(repo: Path) -> None:
     provider = LocalGitProvider(repo)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(provider.open_change(request())))
+    threads = [threading.Thread(target=lambda: results.append(provider.propose(request()).change))
                for _ in range(4)]
     for thread in threads:
         thread.start()
@@ -69,9 +70,34 @@ def test_concurrent_attempts_create_one_branch(repo: Path) -> None:
     assert git(repo, "rev-parse", request().branch).strip() == results[0].head_sha
 
 
+def test_base_branch_moving_while_the_change_is_written_rebuilds_it(repo: Path) -> None:
+    read = []
+
+    def edit(manifest: str) -> str:
+        if not read:  # someone pushes to main between the read and the write
+            (repo / "other.txt").write_text("x")
+            git(repo, "add", "other.txt")
+            git(repo, "commit", "--quiet", "-m", "Concurrent", env=PLATFORM)
+        read.append(manifest)
+        return "changed: true\n"
+
+    ref = LocalGitProvider(repo).propose(replace(request(), edit=edit)).change
+    assert len(read) == 2
+    assert git(repo, "rev-parse", f"{ref.branch}^").strip() == git(repo, "rev-parse", "main").strip()
+
+
+def test_a_newer_version_deletes_the_branches_of_older_ones(repo: Path) -> None:
+    provider = LocalGitProvider(repo)
+    v1 = provider.propose(request()).change
+    v2 = provider.propose(replace(request(), branch="model-lifecycle/models/demo/demo-v2")).change
+    assert provider.close_superseded(v2, "model-lifecycle/models/demo/") == [v1]
+    assert promotion_branches(repo) == [v2.branch]
+    assert provider.change_status(v1).state == "closed"
+
+
 def test_status_follows_the_reviewer(repo: Path) -> None:
     provider = LocalGitProvider(repo)
-    ref = provider.open_change(request())
+    ref = provider.propose(request()).change
     assert provider.change_status(ref).state == "open"
     git(repo, "merge", "--no-ff", "--quiet", "-m", "Merge it", ref.branch, env=REVIEWER)
     merged = provider.change_status(ref)
@@ -84,7 +110,7 @@ def test_status_follows_the_reviewer(repo: Path) -> None:
 
 def test_later_commits_on_main_do_not_change_the_merge_commit(repo: Path) -> None:
     provider = LocalGitProvider(repo)
-    ref = provider.open_change(request())
+    ref = provider.propose(request()).change
     git(repo, "merge", "--no-ff", "--quiet", "-m", "Merge it", ref.branch, env=REVIEWER)
     merge_sha = git(repo, "rev-parse", "main").strip()
     (repo / "other.txt").write_text("x")
@@ -95,7 +121,7 @@ def test_later_commits_on_main_do_not_change_the_merge_commit(repo: Path) -> Non
 
 def test_fast_forward_merge_names_the_merger_from_the_reflog(repo: Path) -> None:
     provider = LocalGitProvider(repo)
-    ref = provider.open_change(request())
+    ref = provider.propose(request()).change
     git(repo, "merge", "--ff-only", "--quiet", ref.branch, env=REVIEWER)
     status = provider.change_status(ref)
     assert (status.state, status.merge_sha) == ("merged", ref.head_sha)
@@ -105,7 +131,7 @@ def test_fast_forward_merge_names_the_merger_from_the_reflog(repo: Path) -> None
 
 def test_branch_deleted_without_merge_is_closed(repo: Path) -> None:
     provider = LocalGitProvider(repo)
-    ref = provider.open_change(request())
+    ref = provider.propose(request()).change
     git(repo, "branch", "-D", ref.branch)
     status = provider.change_status(ref)
     assert status.state == "closed"
@@ -114,7 +140,7 @@ def test_branch_deleted_without_merge_is_closed(repo: Path) -> None:
 
 def test_fixups_pushed_to_the_branch_are_followed(repo: Path) -> None:
     provider = LocalGitProvider(repo)
-    ref = provider.open_change(request())
+    ref = provider.propose(request()).change
     git(repo, "checkout", "--quiet", ref.branch)
     (repo / MANIFEST).write_text("changed: true\nfixed: true\n")
     git(repo, "commit", "--quiet", "-am", "Reviewer fixup", env=REVIEWER)
@@ -130,19 +156,10 @@ def test_errors_name_the_repository_and_what_is_missing(repo: Path, tmp_path: Pa
     with pytest.raises(GitOpsError, match="no branch or commit 'release'"):
         provider.read_file("release", MANIFEST)
     with pytest.raises(GitOpsError, match="base branch 'release' does not exist"):
-        provider.open_change(ChangeRequest(**{**request().__dict__, "base_branch": "release"}))
+        provider.open_change(replace(request(), base_branch="release"), "0" * 40, "changed: true\n")
     (tmp_path / "plain").mkdir()
     with pytest.raises(GitOpsError, match="is not a git repository"):
         LocalGitProvider(tmp_path / "plain")
-
-
-def run_trigger(trigger: MergeTrigger) -> dict:
-    async def first_event() -> dict:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(asyncio.wait_for(first_event(), timeout=30))
 
 
 def trigger_for(repo: Path, ref_dict: dict, seconds: float) -> MergeTrigger:
@@ -154,24 +171,24 @@ def trigger_for(repo: Path, ref_dict: dict, seconds: float) -> MergeTrigger:
 
 
 def test_trigger_waits_for_the_merge(repo: Path) -> None:
-    ref = LocalGitProvider(repo).open_change(request())
+    ref = LocalGitProvider(repo).propose(request()).change
     timer = threading.Timer(1.0, lambda: git(repo, "merge", "--no-ff", "--quiet", "-m", "Merge",
                                              ref.branch, env=REVIEWER))
     timer.start()
-    event = run_trigger(trigger_for(repo, ref.to_dict(), seconds=20))
+    event = first_event(trigger_for(repo, ref.to_dict(), seconds=20))
     assert event["state"] == "merged"
     assert event["status"]["merge_sha"] == git(repo, "rev-parse", "main").strip()
 
 
 def test_trigger_reports_a_deleted_branch_and_a_timeout(repo: Path) -> None:
-    ref = LocalGitProvider(repo).open_change(request())
-    assert run_trigger(trigger_for(repo, ref.to_dict(), seconds=0.5))["state"] == "timeout"
+    ref = LocalGitProvider(repo).propose(request()).change
+    assert first_event(trigger_for(repo, ref.to_dict(), seconds=0.5))["state"] == "timeout"
     git(repo, "branch", "-D", ref.branch)
-    assert run_trigger(trigger_for(repo, ref.to_dict(), seconds=20))["state"] == "closed"
+    assert first_event(trigger_for(repo, ref.to_dict(), seconds=20))["state"] == "closed"
 
 
 def test_trigger_serialises_to_what_recreates_it(repo: Path) -> None:
-    ref = LocalGitProvider(repo).open_change(request())
+    ref = LocalGitProvider(repo).propose(request()).change
     trigger = trigger_for(repo, ref.to_dict(), seconds=5)
     classpath, kwargs = trigger.serialize()
     assert classpath == "model_lifecycle.triggers.merge.MergeTrigger"

@@ -3,7 +3,6 @@ and a KServe controller change them after a merge."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from embedded.gitops_repo import PLATFORM, git
 from model_lifecycle.manifests import pin_model_version
 from model_lifecycle.triggers.rollout import InferenceServiceRolloutTrigger
 from tests.support.serving import ARGOCD_TOKEN, ServingStack
+from tests.support.triggers import first_event
 
 MANIFEST = "models/demo-breast-cancer/inferenceservice.yaml"
 FIRST_REVISION = "demo-breast-cancer-predictor-00001"
@@ -55,12 +55,7 @@ def watch(uri: str, merge_sha: str, *, seconds: float, argocd: bool = False) -> 
         argocd_application="demo-breast-cancer" if argocd else None,
         deadline=(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(), poll_interval=0.2)
 
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(first_event())
+    return first_event(trigger, timeout=seconds + 30)
 
 
 def stack(repo: Path, mlflow_server: Any, kube: Any, **options: Any) -> ServingStack:

@@ -14,6 +14,8 @@ from model_lifecycle.policy import (
     evaluate_gate,
     gate_fingerprint,
     promotion_branch,
+    promotion_branch_prefix,
+    superseded_by,
 )
 from model_lifecycle.specs import MetricGate
 
@@ -148,3 +150,13 @@ def test_branch_name_is_deterministic_and_a_valid_ref() -> None:
     assert name == "model-lifecycle/models/fraud/fraud-model-eu-v12"
     assert name == promotion_branch(namespace="models", inference_service="fraud",
                                     model="Fraud Model/EU", version="12")
+
+
+def test_a_newer_version_supersedes_older_ones_of_the_same_model_and_inference_service() -> None:
+    prefix = promotion_branch_prefix(namespace="models", inference_service="fraud")
+    assert promotion_branch(namespace="models", inference_service="fraud", model="fraud",
+                            version="3").startswith(prefix)
+    open_branches = [f"{prefix}fraud-v1", f"{prefix}fraud-v2", f"{prefix}fraud-v10", f"{prefix}fraud-eu-v1",
+                     f"{prefix}fraud-v3", "model-lifecycle/models/other/fraud-v1", "feature/tweak"]
+    assert superseded_by(f"{prefix}fraud-v3", open_branches) == [f"{prefix}fraud-v1", f"{prefix}fraud-v2"]
+    assert superseded_by("feature/tweak", open_branches) == []

@@ -63,6 +63,16 @@ def test_shipped_specs_are_valid() -> None:
         (lambda d: d["training"].update(env={"1BAD": "x"}),
          "training.env: '1BAD' is not a valid environment variable name"),
         (lambda d: d["gitops"].update(reviewrs=["alice"]), "gitops.reviewrs: unknown field"),
+        (lambda d: d["gitops"].update(provider="gitlab"),
+         "gitops.provider: Input should be 'local' or 'github'"),
+        (lambda d: d["gitops"].update(provider="github"),
+         "gitops.repository: '.demo/gitops' is not a GitHub repository; write it as owner/name"),
+        (lambda d: d["gitops"].update(provider="github", repository="acme/gitops", reviewers=["al ice"]),
+         "gitops.reviewers.0: String should match pattern"),
+        (lambda d: d["gitops"].update(labels=["promotion"]),
+         "gitops.labels: only the github provider has labels (provider is 'local')"),
+        (lambda d: d["gitops"].update(auto_merge=True),
+         "gitops.auto_merge: only the github provider has auto_merge (provider is 'local')"),
     ],
 )
 def test_bad_field_is_named_with_the_problem(tmp_path: Path, edit, expected: str) -> None:
@@ -126,6 +136,18 @@ def test_missing_specs_folder_is_reported(tmp_path: Path) -> None:
     catalog = load_catalog(tmp_path / "absent")
     assert catalog.specs == {}
     assert "the model specs folder does not exist" in str(catalog.errors[0])
+
+
+def test_github_spec_takes_its_defaults(tmp_path: Path) -> None:
+    document = demo()
+    document["gitops"] = {**document["gitops"], "provider": "github", "repository": "acme/gitops",
+                          "labels": ["model-promotion"], "team_reviewers": ["ml-reviewers"]}
+    del document["gitops"]["poll_interval_seconds"]
+    gitops = parse_spec(write(tmp_path, document)).gitops
+    assert (gitops.connection_id, gitops.poll_interval_seconds) == ("github_default", 30)
+    assert (gitops.auto_merge, gitops.close_on_timeout) == (False, False)
+    assert (gitops.labels, gitops.reviewers, gitops.team_reviewers) == (
+        ["model-promotion"], [], ["ml-reviewers"])
 
 
 def test_relative_repository_is_taken_from_the_project_root(tmp_path: Path) -> None:

@@ -14,7 +14,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from model_lifecycle.gitops.base import ChangeRef, ChangeRequest, ChangeStatus, GitOpsError, GitOpsProvider
+from model_lifecycle.gitops.base import (
+    BaseMovedError,
+    ChangeRef,
+    ChangeRequest,
+    ChangeStatus,
+    GitOpsError,
+    GitOpsProvider,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +50,17 @@ class LocalGitProvider(GitOpsProvider):
         except GitOpsError:
             raise GitOpsError(f"{self.repository}: {path} does not exist at {ref} ({commit[:12]})") from None
 
-    def open_change(self, request: ChangeRequest) -> ChangeRef:
+    def adopt_change(self, request: ChangeRequest) -> ChangeRef | None:
         existing = self._resolve(f"refs/heads/{request.branch}")
-        if existing:
-            log.info("Branch %s already exists at %s; adopting it.", request.branch, existing[:12])
-            return self._ref(request, existing)
+        return None if existing is None else self._ref(request.branch, request.base_branch, existing)
+
+    def open_change(self, request: ChangeRequest, base_sha: str, content: str) -> ChangeRef:
         base = self._resolve(f"refs/heads/{request.base_branch}")
         if base is None:
             raise GitOpsError(f"{self.repository}: base branch {request.base_branch!r} does not exist")
-        commit = self._commit_file(base, request)
+        if base != base_sha:
+            raise BaseMovedError(f"{request.base_branch} moved from {base_sha[:12]} to {base[:12]}")
+        commit = self._commit_file(base, request, content)
         try:
             # Creates the branch only if it does not exist yet: a concurrent attempt cannot be overwritten.
             self._git("update-ref", f"refs/heads/{request.branch}", commit, _ZERO_SHA)
@@ -60,10 +69,26 @@ class LocalGitProvider(GitOpsProvider):
             if winner is None:
                 raise
             log.info("Branch %s was created concurrently at %s; adopting it.", request.branch, winner[:12])
-            return self._ref(request, winner)
+            return self._ref(request.branch, request.base_branch, winner)
         log.info("Opened branch %s at %s on top of %s %s.", request.branch, commit[:12],
                  request.base_branch, base[:12])
-        return self._ref(request, commit)
+        return self._ref(request.branch, request.base_branch, commit)
+
+    def open_changes(self, branch_prefix: str, base_branch: str) -> list[ChangeRef]:
+        listing = self._git("for-each-ref", "--format=%(refname:short) %(objectname)",
+                            f"refs/heads/{branch_prefix}")
+        base = self._resolve(f"refs/heads/{base_branch}")
+        return [self._ref(branch, base_branch, head) for branch, head in
+                (line.split() for line in listing.splitlines())
+                if base is None or not self._is_ancestor(head, base)]
+
+    def close_change(self, ref: ChangeRef, comment: str) -> None:
+        head = self._resolve(f"refs/heads/{ref.branch}")
+        if head is None:
+            return
+        # A branch has nowhere to hold a comment: the log keeps it.
+        log.info("Deleting branch %s at %s without merging it: %s", ref.branch, head[:12], comment)
+        self._git("update-ref", "-d", f"refs/heads/{ref.branch}", head)
 
     def change_status(self, ref: ChangeRef) -> ChangeStatus:
         base = self._resolve(f"refs/heads/{ref.base_branch}")
@@ -87,12 +112,12 @@ class LocalGitProvider(GitOpsProvider):
 
     # Plumbing ---------------------------------------------------------------------------------
 
-    def _ref(self, request: ChangeRequest, head: str) -> ChangeRef:
-        return ChangeRef(provider=self.name, branch=request.branch, base_branch=request.base_branch,
-                         head_sha=head, url=self.url(request.branch))
+    def _ref(self, branch: str, base_branch: str, head: str) -> ChangeRef:
+        return ChangeRef(provider=self.name, branch=branch, base_branch=base_branch, head_sha=head,
+                         url=self.url(branch))
 
-    def _commit_file(self, base: str, request: ChangeRequest) -> str:
-        blob = self._git("hash-object", "-w", "--stdin", input=request.content).strip()
+    def _commit_file(self, base: str, request: ChangeRequest, content: str) -> str:
+        blob = self._git("hash-object", "-w", "--stdin", input=content).strip()
         mode = self._git("ls-tree", base, "--", request.path).split(" ", 1)[0] or "100644"
         with tempfile.TemporaryDirectory() as scratch:
             env = {"GIT_INDEX_FILE": os.path.join(scratch, "index")}

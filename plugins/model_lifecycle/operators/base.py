@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
@@ -25,12 +25,22 @@ if TYPE_CHECKING:
 
 
 class ModelLifecycleOperator(BaseOperator):
+    """``inputs`` names the upstream results an operator takes as keyword arguments; they are its
+    template fields, so XComArgs given for them resolve when the task runs."""
+
     ui_color = "#e8f0fe"
+    inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, spec: ModelSpec, mlflow_conn_id: str = "mlflow_default", **kwargs: Any) -> None:
+        missing = [name for name in self.inputs if name not in kwargs]
+        if missing:
+            raise TypeError(f"{type(self).__name__} needs the upstream result(s) {missing}")
+        values = {name: kwargs.pop(name) for name in self.inputs}
         super().__init__(**kwargs)
         self.spec = spec
         self.mlflow_conn_id = mlflow_conn_id
+        for name, value in values.items():
+            setattr(self, name, value)
 
     @cached_property
     def mlflow(self) -> MlflowHook:

@@ -13,31 +13,29 @@ from model_lifecycle.operators.base import ModelLifecycleOperator, run_url
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from model_lifecycle.evidence import Evidence
+
 ALREADY_ON_BASE = "already_on_base"
 OPENED = "opened"
 
 
 class OpenPullRequestOperator(ModelLifecycleOperator):
     """Proposes pointing the InferenceService at the new version. Idempotent: the branch is named after
-    (InferenceService, model, version), an existing one is adopted, and when the base branch already
-    pins the version there is nothing to propose and the run goes straight to verification."""
+    (InferenceService, model, version), an open or merged change for it is adopted, and when the base
+    branch already pins the version there is nothing to propose and the run goes straight to
+    verification. Open proposals of older versions of the model for the same InferenceService are
+    closed, with a comment that links the new one."""
 
-    template_fields: Sequence[str] = ("plan", "registered")
+    inputs = ('plan', 'registered')
+    template_fields: Sequence[str] = inputs
+    kubernetes_conn_id = "kubernetes_default"
     ui_color = "#d3f9d8"
 
-    def __init__(self, *, plan: Any, registered: Any, kubernetes_conn_id: str = "kubernetes_default",
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plan = plan
-        self.registered = registered
-        self.kubernetes_conn_id = kubernetes_conn_id
-
     def execute(self, context: Context) -> dict[str, Any]:
-        from model_lifecycle.evidence import Evidence, pull_request_body, pull_request_title
+        from model_lifecycle.evidence import pull_request_body, pull_request_title
         from model_lifecycle.gitops import ChangeRequest, provider_for
-        from model_lifecycle.links import mlflow_run_url, mlflow_version_url
         from model_lifecycle.manifests import ManifestError, pin_model_version
-        from model_lifecycle.policy import promotion_branch
+        from model_lifecycle.policy import promotion_branch, promotion_branch_prefix
         from model_lifecycle.registry import Tag
 
         gitops = self.spec.gitops
@@ -46,23 +44,61 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
         name = self.spec.registered_model
         self.require_promotion_allowed(context, version)
         storage_uri = self.storage_uri(version)
-        provider = provider_for(gitops)
-        current, base_sha = provider.read_file(gitops.base_branch, gitops.manifest_path)
-        try:
-            edited = pin_model_version(
-                current, path=gitops.manifest_path, name=isvc.name, namespace=isvc.namespace,
+        evidence = self._evidence(context, storage_uri)
+
+        def pin(manifest: str) -> str:
+            return pin_model_version(
+                manifest, path=gitops.manifest_path, name=isvc.name, namespace=isvc.namespace,
                 storage_uri=storage_uri, registered_model=name, version=version, run_id=run_id,
             )
+
+        provider = provider_for(gitops)
+        if self.spec.rollout.target == "kserve":
+            current, _ = provider.read_file(gitops.base_branch, gitops.manifest_path)
+            if pin(current) != current:  # a change will be proposed: note what serves before it
+                self._record_serving_revision(version)
+        try:
+            proposal = provider.propose(ChangeRequest(
+                branch=promotion_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
+                                        version=version),
+                base_branch=gitops.base_branch,
+                path=gitops.manifest_path,
+                edit=pin,
+                title=pull_request_title(evidence),
+                body=pull_request_body(evidence),
+                labels=tuple(gitops.labels),
+                reviewers=tuple(gitops.reviewers),
+                team_reviewers=tuple(gitops.team_reviewers),
+            ))
         except ManifestError as error:
             raise AirflowFailException(f"{gitops.repository} ({gitops.base_branch}): {error}") from None
-        if edited == current:
+        change = proposal.change
+        if change is None:
             self.log.info("%s on %s already pins %s v%s; no pull request is needed.",
                           gitops.manifest_path, gitops.base_branch, name, version)
-            return {"state": ALREADY_ON_BASE, "base_sha": base_sha, "change": None}
+            return {"state": ALREADY_ON_BASE, "base_sha": proposal.base_sha, "change": None}
 
+        tags = {Tag.PR_URL: change.url, Tag.PR_BRANCH: change.branch, Tag.PR_HEAD_SHA: change.head_sha}
+        if change.number is not None:
+            tags[Tag.PR_NUMBER] = str(change.number)
+        self.registry.set_tags(version, tags)
+        self.log.info("Pull request for %s v%s: %s", name, version, change.url)
+        prefix = promotion_branch_prefix(namespace=isvc.namespace, inference_service=isvc.name)
+        for older in provider.close_superseded(change, prefix):
+            self.log.info("Closed %s (%s): superseded by %s.", older.url, older.branch, change.url)
+        return {"state": OPENED, "base_sha": proposal.base_sha, "change": change.to_dict()}
+
+    def _evidence(self, context: Context, storage_uri: str) -> Evidence:
+        from model_lifecycle.evidence import Evidence
+        from model_lifecycle.links import mlflow_run_url, mlflow_version_url
+        from model_lifecycle.registry import Tag
+
+        isvc = self.spec.gitops.inference_service
+        version, run_id = self.registered["version"], self.registered["run_id"]
+        name = self.spec.registered_model
         tags = self.registry.version(version).tags
         experiment_id = self.registry.client.get_run(run_id).info.experiment_id
-        evidence = Evidence(
+        return Evidence(
             registered_model=name,
             version=version,
             inference_service=f"{isvc.namespace}/{isvc.name}",
@@ -78,21 +114,6 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
             airflow_run_url=run_url(context),
             decision=self.plan["decision"],
         )
-        if self.spec.rollout.target == "kserve":
-            self._record_serving_revision(version)
-        change = provider.open_change(ChangeRequest(
-            branch=promotion_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
-                                    version=version),
-            base_branch=gitops.base_branch,
-            path=gitops.manifest_path,
-            content=edited,
-            title=pull_request_title(evidence),
-            body=pull_request_body(evidence),
-        ))
-        self.registry.set_tags(version, {Tag.PR_URL: change.url, Tag.PR_BRANCH: change.branch,
-                                         Tag.PR_HEAD_SHA: change.head_sha})
-        self.log.info("Pull request for %s v%s: %s", name, version, change.url)
-        return {"state": OPENED, "base_sha": base_sha, "change": change.to_dict()}
 
     def _record_serving_revision(self, version: str) -> None:
         """The predictor revision serving before the change: the rollout check waits for a newer one.

@@ -33,7 +33,8 @@ class KubernetesTrainingOperator(ModelLifecycleOperator, KubernetesPodOperator):
     MLflow (no XCom sidecar). The pod carries the labels Airflow gives it (dag_id, task_id, run_id,
     try_number) and the model's name."""
 
-    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "plan")
+    inputs = ("plan",)
+    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, *inputs)
     ui_color = "#fce8b2"
 
     def __init__(self, *, spec: ModelSpec, plan: Any, kubernetes_conn_id: str = "kubernetes_default",
@@ -65,9 +66,9 @@ class KubernetesTrainingOperator(ModelLifecycleOperator, KubernetesPodOperator):
             do_xcom_push=False,
             get_logs=True,
             log_events_on_failure=True,
+            plan=plan,
             **kwargs,
         )
-        self.plan = plan
 
     def execute(self, context: Context) -> str | None:
         window = window_of(self.plan)

@@ -66,11 +66,8 @@ class PlanOperator(ModelLifecycleOperator):
 class RegisterOperator(ModelLifecycleOperator):
     """Finds the run the trainer logged for this model and window, and registers one version from it."""
 
-    template_fields: Sequence[str] = ("plan",)
-
-    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plan = plan
+    inputs = ('plan',)
+    template_fields: Sequence[str] = inputs
 
     def execute(self, context: Context) -> dict[str, str]:
         from model_lifecycle.registry import Tag
@@ -95,12 +92,8 @@ class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
     """The evaluation gate. A version that fails it, or a run that may not promote, ends here: the
     verdict and the reason are written to MLflow and every downstream task is skipped."""
 
-    template_fields: Sequence[str] = ("plan", "registered")
-
-    def __init__(self, *, plan: Any, registered: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plan = plan
-        self.registered = registered
+    inputs = ('plan', 'registered')
+    template_fields: Sequence[str] = inputs
 
     def execute(self, context: Context) -> None:
         from model_lifecycle.policy import MissingMetricError
@@ -158,11 +151,8 @@ class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
 
 
 class PromoteToStagingOperator(ModelLifecycleOperator):
-    template_fields: Sequence[str] = ("registered",)
-
-    def __init__(self, *, registered: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.registered = registered
+    inputs = ('registered',)
+    template_fields: Sequence[str] = inputs
 
     def execute(self, context: Context) -> None:
         version = self.registered["version"]
@@ -176,13 +166,11 @@ class PromoteToStagingOperator(ModelLifecycleOperator):
 
 
 class PromoteToProductionOperator(ModelLifecycleOperator):
-    """Marks the verified version Production, archives the one it replaces, and announces it."""
+    """Marks the verified version Production, archives the one it replaces, and announces it through
+    the ``production_asset`` (give it as the task's outlet)."""
 
-    template_fields: Sequence[str] = ("registered",)
-
-    def __init__(self, *, registered: Any, **kwargs: Any) -> None:
-        super().__init__(outlets=[production_asset(kwargs["spec"])], **kwargs)
-        self.registered = registered
+    inputs = ("registered",)
+    template_fields: Sequence[str] = inputs
 
     def execute(self, context: Context) -> dict[str, str | None]:
         version = self.registered["version"]

@@ -18,13 +18,9 @@ if TYPE_CHECKING:
 
 
 class VerifyLocalRolloutOperator(ModelLifecycleOperator):
-    template_fields: Sequence[str] = ("registered", "merged")
+    inputs = ('registered', 'merged')
+    template_fields: Sequence[str] = inputs
     ui_color = "#e5dbff"
-
-    def __init__(self, *, registered: Any, merged: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.registered = registered
-        self.merged = merged
 
     def execute(self, context: Context) -> str:
         import mlflow.pyfunc

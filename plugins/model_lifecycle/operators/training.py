@@ -32,13 +32,10 @@ TRAINER_DIR = PROJECT_ROOT / "include" / "training"
 class LocalTrainingOperator(ModelLifecycleOperator):
     """Runs the spec's training command in ``include/training`` as a child process of the task."""
 
-    template_fields: Sequence[str] = ("plan",)
+    inputs = ('plan',)
+    template_fields: Sequence[str] = inputs
+    _process: subprocess.Popen[str] | None = None
     ui_color = "#fce8b2"
-
-    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plan = plan
-        self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Context) -> str:
         window = window_of(self.plan)

@@ -18,15 +18,10 @@ if TYPE_CHECKING:
 
 
 class KServeRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
-    template_fields: Sequence[str] = ("registered", "merged")
+    inputs = ('registered', 'merged')
+    template_fields: Sequence[str] = inputs
+    kubernetes_conn_id = "kubernetes_default"
     ui_color = "#e5dbff"
-
-    def __init__(self, *, registered: Any, merged: Any, kubernetes_conn_id: str = "kubernetes_default",
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.registered = registered
-        self.merged = merged
-        self.kubernetes_conn_id = kubernetes_conn_id
 
     def execute(self, context: Context) -> None:
         from model_lifecycle.hooks.kserve import argocd_configured
