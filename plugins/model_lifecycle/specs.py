@@ -34,18 +34,21 @@ _CRON_FIELD = r"^[\w*/,\-?LW#]+$"
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+K8sName = Annotated[str, Field(pattern=_K8S_NAME)]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A configuration section: unknown fields are errors (typos), values are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Resources(_Strict):
+class Resources(Strict):
     requests: dict[str, str] = Field(default_factory=dict)
     limits: dict[str, str] = Field(default_factory=dict)
 
 
-class Training(_Strict):
+class Training(Strict):
     backend: Literal["local"] = "local"
     image: str | None = None
     command: list[NonEmptyStr] = Field(default_factory=lambda: ["python", "-m", "training"], min_length=1)
@@ -63,12 +66,12 @@ class Training(_Strict):
         return env
 
 
-class Data(_Strict):
+class Data(Strict):
     source: NonEmptyStr
     lookback_days: int = Field(ge=1, le=3650)
 
 
-class MetricGate(_Strict):
+class MetricGate(Strict):
     """Bounds for one metric: absolute ``min``/``max`` and the largest allowed regression against the
     production version, in the metric's own units, in the direction that ``goal`` says is worse."""
 
@@ -86,16 +89,16 @@ class MetricGate(_Strict):
         return self
 
 
-class Evaluation(_Strict):
+class Evaluation(Strict):
     metrics: dict[NonEmptyStr, MetricGate] = Field(min_length=1)
 
 
-class InferenceServiceRef(_Strict):
-    name: Annotated[str, Field(pattern=_K8S_NAME)]
-    namespace: Annotated[str, Field(pattern=_K8S_NAME)]
+class InferenceServiceRef(Strict):
+    name: K8sName
+    namespace: K8sName
 
 
-class GitOps(_Strict):
+class GitOps(Strict):
     provider: Literal["local"] = "local"
     repository: NonEmptyStr
     base_branch: NonEmptyStr = "main"
@@ -118,7 +121,7 @@ class GitOps(_Strict):
         return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-class SmokeRequest(_Strict):
+class SmokeRequest(Strict):
     """Rows sent to the served model; its answer must have one prediction per row (and, when
     ``expected_predictions`` is given, exactly those)."""
 
@@ -135,13 +138,13 @@ class SmokeRequest(_Strict):
         return self
 
 
-class Rollout(_Strict):
+class Rollout(Strict):
     target: Literal["local"] = "local"
     timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
     smoke_request: SmokeRequest | None = None
 
 
-class Aliases(_Strict):
+class Aliases(Strict):
     staging: Annotated[str, Field(pattern=_NAME)] = "staging"
     production: Annotated[str, Field(pattern=_NAME)] = "production"
     previous_production: Annotated[str, Field(pattern=_NAME)] = "previous-production"
@@ -154,7 +157,7 @@ class Aliases(_Strict):
         return self
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     name: Annotated[str, Field(pattern=_NAME)]
     description: str = ""
     owner: NonEmptyStr = "ml-platform"
@@ -174,22 +177,28 @@ class ModelSpec(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, schedule: str) -> str:
-        if schedule in _CRON_PRESETS:
-            return schedule
-        fields = schedule.split()
-        if len(fields) != 5 or not all(re.fullmatch(_CRON_FIELD, f) for f in fields):
-            raise ValueError(
-                f"{schedule!r} is not a cron expression (five fields, or one of {sorted(_CRON_PRESETS)})"
-            )
-        return schedule
+        return cron_expression(schedule)
 
     @property
     def dag_id(self) -> str:
         return f"retrain__{self.name}"
 
 
+def cron_expression(schedule: str) -> str:
+    """``schedule`` if it is a cron expression (five fields) or preset, else a ``ValueError``."""
+    if schedule in _CRON_PRESETS:
+        return schedule
+    fields = schedule.split()
+    if len(fields) != 5 or not all(re.fullmatch(_CRON_FIELD, f) for f in fields):
+        raise ValueError(
+            f"{schedule!r} is not a cron expression (five fields, or one of {sorted(_CRON_PRESETS)})"
+        )
+    return schedule
+
+
 class SpecError(ValueError):
-    """A model spec that cannot be used; the message names the file, the field and what is wrong."""
+    """A model spec (or another YAML configuration file) that cannot be used; the message names the
+    file, the field and what is wrong."""
 
     def __init__(self, path: Path, problems: list[str]):
         self.path = path
@@ -221,7 +230,7 @@ def load_catalog(directory: Path | None = None) -> SpecCatalog:
     defaults_path = directory / DEFAULTS_FILE
     if defaults_path.exists():
         try:
-            defaults = _read_mapping(defaults_path)
+            defaults = read_mapping(defaults_path)
         except SpecError as error:
             errors.append(error)
     specs: dict[str, ModelSpec] = {}
@@ -249,14 +258,14 @@ def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
 
 
 def parse_spec(path: Path, defaults: Mapping[str, Any] | None = None) -> ModelSpec:
-    document = merge_over(dict(defaults or {}), _read_mapping(path))
+    document = merge_over(dict(defaults or {}), read_mapping(path))
     try:
         return ModelSpec.model_validate(document)
     except ValidationError as error:
-        raise SpecError(path, [_describe(problem) for problem in error.errors()]) from None
+        raise SpecError(path, [describe_problem(problem) for problem in error.errors()]) from None
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
+def read_mapping(path: Path) -> dict[str, Any]:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -278,7 +287,7 @@ def merge_over(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return base
 
 
-def _describe(problem: Mapping[str, Any]) -> str:
+def describe_problem(problem: Mapping[str, Any]) -> str:
     field = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function-"))
     message = str(problem["msg"]).removeprefix("Value error, ")
     if problem["type"] == "extra_forbidden":
