@@ -55,8 +55,8 @@ with DAG(
     tags=["model-lifecycle", "mlflow", "gc"],
     default_args={
         "owner": "ml-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=5),
+        "retries": config.retries,
+        "retry_delay": dt.timedelta(minutes=config.retry_delay_minutes),
         "execution_timeout": dt.timedelta(minutes=config.timeout_minutes + 5),
     },
     params={

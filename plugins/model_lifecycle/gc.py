@@ -163,18 +163,9 @@ def plan(inventory: Inventory, versions: Iterable[ProtectedVersion]) -> Plan:
     experiments whose every run and logged model is collected too."""
     protected_runs, protected_models = protection(versions)
     kept: list[Kept] = []
-    runs = []
-    for run in inventory.runs:
-        if run.run_id in protected_runs:
-            kept.append(Kept("runs", run.run_id, protected_runs[run.run_id]))
-        else:
-            runs.append(run)
-    models = []
-    for model in inventory.logged_models:
-        if model.model_id in protected_models:
-            kept.append(Kept("logged_models", model.model_id, protected_models[model.model_id]))
-        else:
-            models.append(model)
+    runs = [run for run in inventory.runs if not _protected(kept, "runs", run.run_id, protected_runs)]
+    models = [model for model in inventory.logged_models
+              if not _protected(kept, "logged_models", model.model_id, protected_models)]
     collected_runs = {run.run_id for run in runs}
     collected_models = {model.model_id for model in models}
     experiments = []
@@ -185,6 +176,13 @@ def plan(inventory: Inventory, versions: Iterable[ProtectedVersion]) -> Plan:
         else:
             experiments.append(experiment)
     return Plan(tuple(runs), tuple(models), tuple(experiments), tuple(kept))
+
+
+def _protected(kept: list[Kept], kind: Kind, item_id: str, reasons: Mapping[str, str]) -> bool:
+    if item_id in reasons:
+        kept.append(Kept(kind, item_id, reasons[item_id]))
+        return True
+    return False
 
 
 def _why_experiment_stays(experiment: DeletedExperiment, collected_runs: set[str],

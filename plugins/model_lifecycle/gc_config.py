@@ -61,6 +61,8 @@ class GcConfig(Strict):
     older_than: NonEmptyStr = "30d"
     batch_size: int = Field(default=500, ge=1, le=10_000)
     timeout_minutes: int = Field(default=240, ge=1, le=24 * 60)
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_delay_minutes: int = Field(default=5, ge=1, le=24 * 60)
     runner: Literal["local", "kubernetes"] = "local"
     kubernetes: KubernetesRunner | None = None
 

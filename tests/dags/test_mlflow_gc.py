@@ -319,7 +319,7 @@ def test_a_failed_batch_fails_the_task_after_the_other_batches(stack: Stack, tmp
         runs[run_id] = experiment
     age(stack, days=40, runs=list(runs))
     config = tmp_path / "mlflow_gc.yaml"
-    config.write_text("batch_size: 1\n")
+    config.write_text("batch_size: 1\nretries: 0\n")
     monkeypatch.setenv("MODEL_LIFECYCLE_GC_CONFIG", str(config))
 
     results = task_results(manual_run(load_dag("mlflow_gc"), conf={"experiment_ids": [first, broken, last]}))
