@@ -19,7 +19,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 # What ``mlflow gc --older-than`` parses (days, hours, minutes, seconds in this order, e.g. 1d2h3m4s,
 # decimals allowed), without what its own regular expression lets through by accident: the empty
@@ -31,6 +31,7 @@ _OLDER_THAN_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 PROTECTED_STAGES = ("Staging", "Production")
 
 Kind = Literal["runs", "logged_models", "experiments"]
+T = TypeVar("T")
 
 
 def parse_older_than(text: str) -> dt.timedelta:
@@ -57,32 +58,78 @@ class Artifacts:
         return Artifacts(self.files + other.files, self.bytes + other.bytes, self.error or other.error)
 
 
+def iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True)
 class DeletedRun:
+    kind: ClassVar[Kind] = "runs"
     run_id: str
     experiment_id: str
     deleted_at_ms: int
     artifact_uri: str
 
+    @property
+    def id(self) -> str:
+        return self.run_id
+
+    @property
+    def artifacts_at(self) -> str | None:
+        return self.artifact_uri
+
+    def label(self) -> str:
+        return f"run {self.run_id} (experiment {self.experiment_id}, deleted {iso(self.deleted_at_ms)})"
+
 
 @dataclass(frozen=True)
 class DeletedLoggedModel:
+    kind: ClassVar[Kind] = "logged_models"
     model_id: str
     experiment_id: str
     deleted_at_ms: int
     artifact_location: str
     source_run_id: str | None = None
 
+    @property
+    def id(self) -> str:
+        return self.model_id
+
+    @property
+    def artifacts_at(self) -> str | None:
+        return self.artifact_location
+
+    def label(self) -> str:
+        return (f"logged model {self.model_id} (experiment {self.experiment_id}, "
+                f"deleted {iso(self.deleted_at_ms)})")
+
 
 @dataclass(frozen=True)
 class DeletedExperiment:
-    """A deleted experiment and everything it holds, whatever the stage (the hard delete takes it all)."""
+    """A deleted experiment and everything it holds, whatever the stage (the hard delete takes it all).
+    MLflow removes no artifacts with an experiment: its location may be shared, and what it held was
+    collected first."""
 
+    kind: ClassVar[Kind] = "experiments"
     experiment_id: str
     name: str
     deleted_at_ms: int
     run_ids: frozenset[str] = frozenset()
     logged_model_ids: frozenset[str] = frozenset()
+
+    @property
+    def id(self) -> str:
+        return self.experiment_id
+
+    @property
+    def artifacts_at(self) -> str | None:
+        return None
+
+    def label(self) -> str:
+        return f"experiment {self.experiment_id} {self.name!r} (deleted {iso(self.deleted_at_ms)})"
+
+
+Deleted = DeletedRun | DeletedLoggedModel | DeletedExperiment
 
 
 @dataclass(frozen=True)
@@ -128,6 +175,10 @@ class Plan:
     logged_models: tuple[DeletedLoggedModel, ...]
     experiments: tuple[DeletedExperiment, ...]
     kept: tuple[Kept, ...]
+
+    def in_collection_order(self) -> tuple[tuple[Kind, Sequence[Deleted]], ...]:
+        """Experiments last: one is collected only once what it held is gone."""
+        return (("runs", self.runs), ("logged_models", self.logged_models), ("experiments", self.experiments))
 
 
 def logged_model_id(model_id: str | None, source: str | None) -> str | None:
@@ -203,11 +254,11 @@ def _some(ids: Sequence[str], shown: int = 3) -> str:
     return ", ".join(ids[:shown]) + (f", ... {len(ids) - shown} more" if len(ids) > shown else "")
 
 
-def batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
+def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
     if size < 1:
         raise ValueError(f"batch_size: must be at least 1 (got {size})")
-    for start in range(0, len(ids), size):
-        yield list(ids[start:start + size])
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
 
 
 @dataclass

@@ -27,7 +27,6 @@ No Airflow here; MLflow is imported when a command runs.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
@@ -40,16 +39,17 @@ from typing import TYPE_CHECKING, Any
 from model_lifecycle.gc import (
     Artifacts,
     BatchOutcome,
+    Deleted,
     DeletedExperiment,
     DeletedLoggedModel,
     DeletedRun,
     Inventory,
     Kind,
-    Plan,
     ProtectedVersion,
     as_json,
     batches,
     is_protected,
+    iso,
     logged_model_id,
     parse_older_than,
     plan,
@@ -70,10 +70,6 @@ class GcError(RuntimeError):
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
 
 
 class BackendStore:
@@ -159,6 +155,14 @@ class BackendStore:
             if is_protected(candidate):
                 found.append(candidate)
         return found
+
+    def remove(self, item: Deleted, cutoff_ms: int) -> Artifacts | str:
+        """Removes the item for good; returns what it held, or why it is kept after all."""
+        if isinstance(item, DeletedRun):
+            return self.collect_run(item, cutoff_ms)
+        if isinstance(item, DeletedLoggedModel):
+            return self.collect_logged_model(item, cutoff_ms)
+        return self.collect_experiment(item, cutoff_ms)
 
     def collect_run(self, run: DeletedRun, cutoff_ms: int) -> Artifacts | str:
         """Removes the run's artifacts, then its metadata; returns what was removed, or why the run
@@ -265,16 +269,20 @@ def _repository(artifact_uri: str) -> ArtifactRepository:
     return get_artifact_repository(artifact_uri)
 
 
-def workspaces(backend_store_uri: str, all_workspaces: bool) -> list[str | None]:
+def workspaces(backend_store_uri: str, tracking_uri: str, all_workspaces: bool) -> list[str | None]:
     """``None`` is the active workspace; with ``all_workspaces``, every workspace the store has, as
-    ``mlflow gc --all-workspaces`` does. A server without ``--enable-workspaces`` keeps everything in
-    its one ``default`` workspace, so there both choices collect the same."""
+    ``mlflow gc --all-workspaces`` visits them, if the tracking server runs with workspaces. Without
+    ``--enable-workspaces`` it has one, implicit workspace, and entering workspace mode anyway (as
+    ``mlflow gc --all-workspaces`` does) would make every proxied artifact request fail."""
     if not all_workspaces:
         return [None]
     from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
+    from mlflow.tracking import _get_store
     from mlflow.tracking._workspace.registry import get_workspace_store
     from mlflow.utils.workspace_utils import resolve_workspace_store_uri
 
+    if not _get_store(tracking_uri).supports_workspaces:
+        return [None]
     # Workspace-aware stores scope every query to the active workspace; that is how each is visited.
     os.environ[MLFLOW_ENABLE_WORKSPACES.name] = "true"
     store = get_workspace_store(resolve_workspace_store_uri(tracking_uri=backend_store_uri))
@@ -303,16 +311,17 @@ def report(store: BackendStore, older_than: str, experiment_ids: Sequence[str],
         with _in_workspace(workspace):
             chosen = plan(store.inventory(cutoff_ms, experiment_ids), store.protected_versions())
         where = f" [workspace {workspace}]" if workspace else ""
-        for kind, item_id, label, uri in _listing(chosen):
-            found = measure(uri) if uri else Artifacts()
-            totals[kind]["count"] += 1
-            totals[kind]["artifact_files"] += found.files
-            totals[kind]["artifact_bytes"] += found.bytes
-            if found.error:
-                unmeasured.append({"kind": kind, "id": item_id, "error": found.error})
-            artifacts = f"artifacts not listed: {found.error}" if found.error else (
-                f"{found.files} file(s), {found.bytes} bytes")
-            say(f"  eligible {label}{where}: {artifacts}")
+        for kind, items in chosen.in_collection_order():
+            for item in items:
+                found = measure(item.artifacts_at) if item.artifacts_at else Artifacts()
+                totals[kind]["count"] += 1
+                totals[kind]["artifact_files"] += found.files
+                totals[kind]["artifact_bytes"] += found.bytes
+                if found.error:
+                    unmeasured.append({"kind": kind, "id": item.id, "error": found.error})
+                artifacts = f"artifacts not listed: {found.error}" if found.error else (
+                    f"{found.files} file(s), {found.bytes} bytes")
+                say(f"  eligible {item.label()}{where}: {artifacts}")
         for item in chosen.kept:
             kept.append({"kind": item.kind, "id": item.id, "reason": item.reason,
                          **({"workspace": workspace} if workspace else {})})
@@ -325,18 +334,6 @@ def report(store: BackendStore, older_than: str, experiment_ids: Sequence[str],
     say("Eligible: " + ", ".join(f"{totals[kind]['count']} {kind.replace('_', ' ')}" for kind in totals)
         + f" ({sum(t['artifact_bytes'] for t in totals.values())} bytes of artifacts); kept: {len(kept)}.")
     return result
-
-
-def _listing(chosen: Plan) -> Iterator[tuple[Kind, str, str, str | None]]:
-    for run in chosen.runs:
-        yield ("runs", run.run_id, f"run {run.run_id} (experiment {run.experiment_id}, deleted "
-               f"{iso(run.deleted_at_ms)})", run.artifact_uri)
-    for model in chosen.logged_models:
-        yield ("logged_models", model.model_id, f"logged model {model.model_id} (experiment "
-               f"{model.experiment_id}, deleted {iso(model.deleted_at_ms)})", model.artifact_location)
-    for experiment in chosen.experiments:
-        yield ("experiments", experiment.experiment_id, f"experiment {experiment.experiment_id} "
-               f"{experiment.name!r} (deleted {iso(experiment.deleted_at_ms)})", None)
 
 
 def collect(store: BackendStore, cutoff_ms: int, experiment_ids: Sequence[str],
@@ -352,18 +349,9 @@ def collect(store: BackendStore, cutoff_ms: int, experiment_ids: Sequence[str],
             chosen = plan(store.inventory(cutoff_ms, experiment_ids), store.protected_versions())
             for item in chosen.kept:
                 say(f"KEPT {item.kind} {item.id}: {item.reason}")
-            steps: list[tuple[Kind, Sequence[Any], Callable[[Any], str], Callable[[Any], Any]]] = [
-                ("runs", chosen.runs, lambda run: run.run_id,
-                 lambda run: store.collect_run(run, cutoff_ms)),
-                ("logged_models", chosen.logged_models, lambda model: model.model_id,
-                 lambda model: store.collect_logged_model(model, cutoff_ms)),
-                ("experiments", chosen.experiments, lambda experiment: experiment.experiment_id,
-                 lambda experiment: store.collect_experiment(experiment, cutoff_ms)),
-            ]
-            for kind, items, id_of, remove in steps:
-                by_id = {id_of(item): item for item in items}
-                for number, ids in enumerate(batches(list(by_id), batch_size), start=len(outcomes) + 1):
-                    outcome = _collect_batch(store, kind, number, [by_id[i] for i in ids], id_of, remove, say)
+            for kind, items in chosen.in_collection_order():
+                for batch in batches(items, batch_size):
+                    outcome = _collect_batch(store, kind, len(outcomes) + 1, batch, cutoff_ms, say)
                     say(outcome.line())
                     outcomes.append(outcome)
     summary = summarise(outcomes)
@@ -371,31 +359,30 @@ def collect(store: BackendStore, cutoff_ms: int, experiment_ids: Sequence[str],
     return summary
 
 
-def _collect_batch(store: BackendStore, kind: Kind, number: int, items: Sequence[Any],
-                   id_of: Callable[[Any], str], remove: Callable[[Any], Artifacts | str],
+def _collect_batch(store: BackendStore, kind: Kind, number: int, items: Sequence[Deleted], cutoff_ms: int,
                    say: Callable[[str], None]) -> BatchOutcome:
     outcome = BatchOutcome(kind=kind, number=number, size=len(items))
     # A version may have gained an alias since the report: read the registry again for every batch.
     protected_runs, protected_models = protection(store.protected_versions())
+    protected = {"runs": protected_runs, "logged_models": protected_models}.get(kind, {})
     for item in items:
-        item_id = id_of(item)
-        newly_protected = (protected_runs.get(item_id) if kind == "runs"
-                           else protected_models.get(item_id) if kind == "logged_models" else None)
-        if newly_protected:
-            outcome.kept[item_id] = newly_protected
+        if item.id in protected:
+            outcome.kept[item.id] = protected[item.id]
+            say(f"  {kind} {item.id}: KEPT: {protected[item.id]}")
             continue
         try:
-            removed = remove(item)
+            removed = store.remove(item, cutoff_ms)
         except Exception as error:  # noqa: BLE001 - one bad item must not stop the others
-            outcome.failed[item_id] = _describe(error)
-            say(f"  {kind} {item_id}: FAILED: {outcome.failed[item_id]}")
+            outcome.failed[item.id] = _describe(error)
+            say(f"  {kind} {item.id}: FAILED: {outcome.failed[item.id]}")
             continue
         if isinstance(removed, str):
-            outcome.kept[item_id] = removed
+            outcome.kept[item.id] = removed
+            say(f"  {kind} {item.id}: KEPT: {removed}")
         else:
-            outcome.collected.append(item_id)
+            outcome.collected.append(item.id)
             outcome.artifacts = outcome.artifacts + removed
-            say(f"  {kind} {item_id}: collected ({removed.files} file(s), {removed.bytes} bytes)")
+            say(f"  {kind} {item.id}: collected ({removed.files} file(s), {removed.bytes} bytes)")
     return outcome
 
 
@@ -445,8 +432,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     experiment_ids = [part for part in args.experiment_ids.split(",") if part]
     try:
         backend_store_uri = _require_env(BACKEND_STORE_URI_ENV, "the MLflow backend store to collect from")
-        _require_env(TRACKING_URI_ENV, "the tracking server, through which proxied artifact URIs resolve")
-        spaces = workspaces(backend_store_uri, args.all_workspaces)
+        tracking_uri = _require_env(TRACKING_URI_ENV,
+                                    "the tracking server, through which proxied artifact URIs resolve")
+        spaces = workspaces(backend_store_uri, tracking_uri, args.all_workspaces)
+        if args.all_workspaces and spaces == [None]:
+            print("all_workspaces: the tracking server runs without --enable-workspaces, so it has one "
+                  "workspace: that one is collected.")
         store = BackendStore(backend_store_uri)
         if args.command == "report":
             result = report(store, args.older_than, experiment_ids, spaces)

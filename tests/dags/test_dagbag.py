@@ -62,9 +62,14 @@ def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) ->
 )
 def test_trigger_form_validates_params(monkeypatch: pytest.MonkeyPatch, params: dict,
                                        error: str | None) -> None:
+    submit_form("retrain__demo", params, error, monkeypatch)
+
+
+def submit_form(dag_id: str, params: dict, error: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submits the DAG's trigger form; ``error`` names the parameter it must reject, if any."""
     from airflow.sdk.exceptions import ParamValidationError
 
-    form = copy.deepcopy(parse(SHIPPED_SPECS, monkeypatch).dags["retrain__demo"].params)
+    form = copy.deepcopy(parse(SHIPPED_SPECS, monkeypatch).dags[dag_id].params)
 
     def submit() -> None:
         form.update(params)
@@ -103,19 +108,7 @@ def test_mlflow_gc_dag_shape_and_schedule(monkeypatch: pytest.MonkeyPatch) -> No
 )
 def test_mlflow_gc_form_validates_params(monkeypatch: pytest.MonkeyPatch, params: dict,
                                          error: str | None) -> None:
-    from airflow.sdk.exceptions import ParamValidationError
-
-    form = copy.deepcopy(parse(SHIPPED_SPECS, monkeypatch).dags["mlflow_gc"].params)
-
-    def submit() -> None:
-        form.update(params)
-        form.validate()
-
-    if error is None:
-        submit()
-    else:
-        with pytest.raises(ParamValidationError, match=error):
-            submit()
+    submit_form("mlflow_gc", params, error, monkeypatch)
 
 
 def test_bad_gc_config_is_the_import_error_of_its_dag(tmp_path: Path,

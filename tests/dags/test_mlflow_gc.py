@@ -322,7 +322,9 @@ def test_a_failed_batch_fails_the_task_after_the_other_batches(stack: Stack, tmp
     config.write_text("batch_size: 1\nretries: 0\n")
     monkeypatch.setenv("MODEL_LIFECYCLE_GC_CONFIG", str(config))
 
-    results = task_results(manual_run(load_dag("mlflow_gc"), conf={"experiment_ids": [first, broken, last]}))
+    # all_workspaces: this server has one workspace, so the same is collected as without it.
+    conf = {"experiment_ids": [first, broken, last], "all_workspaces": True}
+    results = task_results(manual_run(load_dag("mlflow_gc"), conf=conf))
 
     state, summary = results["collect"]
     assert state == "failed"
@@ -330,9 +332,45 @@ def test_a_failed_batch_fails_the_task_after_the_other_batches(stack: Stack, tmp
     [failed] = summary["failed_batches"]
     broken_run = next(run for run, experiment in runs.items() if experiment == broken)
     assert (failed["kind"], failed["batch"], list(failed["errors"])) == ("runs", 2, [broken_run])
-    assert "NoSuchBucket" in failed["errors"][broken_run]
+    assert "s3://removed-bucket/" in failed["errors"][broken_run]
+    assert "bucket does not exist" in failed["errors"][broken_run]
     assert client.get_run(broken_run).info.lifecycle_stage == "deleted"
     for run_id in set(runs) - {broken_run}:
         with pytest.raises(Exception, match="RESOURCE_DOES_NOT_EXIST"):
             client.get_run(run_id)
     assert not [key for key in stack.artifact_digests() if key.startswith((f"{first}/", f"{last}/"))]
+
+
+def test_protection_is_read_again_before_each_batch(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version that gains an alias while the collection runs keeps its run: the next batch sees it."""
+    from model_lifecycle.mlflow_gc import BackendStore, collect, now_ms
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.server.url)
+    client = stack.client()
+    experiment = client.create_experiment(f"gc-{stack.name}-racing")
+    first, second = (client.create_run(experiment).info.run_id for _ in range(2))
+    for run_id in (first, second):
+        client.log_text(run_id, run_id, "notes.txt")
+        client.delete_run(run_id)
+    age(stack, days=41, runs=[first])  # batches follow the order of deletion
+    age(stack, days=40, runs=[second])
+    name = f"gc-{stack.name}-racing-model"
+    client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{second}/model", run_id=second)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line.startswith("runs batch 1:"):  # someone promotes the second run's version meanwhile
+            client.set_registered_model_alias(name, "champion", version.version)
+
+    summary = collect(BackendStore(stack.server.backend_store_uri), now_ms() - 30 * DAY_MS, [experiment],
+                      [None], batch_size=1, say=say)
+
+    assert summary["runs"]["collected"] == 1 and summary["failed_batches"] == []
+    assert summary["kept"] == [{"kind": "runs", "id": second,
+                                "reason": f"backs registered model {name!r} version 1 (alias 'champion')"}]
+    assert client.get_run(second).info.lifecycle_stage == "deleted"
+    assert client.download_artifacts(second, "notes.txt")
+    with pytest.raises(Exception, match="RESOURCE_DOES_NOT_EXIST"):
+        client.get_run(first)

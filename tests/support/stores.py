@@ -41,7 +41,7 @@ def fresh_postgres_database(user: str) -> Iterator[str]:
     try:
         with admin.cursor() as cursor:
             cursor.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://{user}@{POSTGRES['host']}:{POSTGRES['port']}/{name}"
+        yield f"postgresql+psycopg2://{user}@{POSTGRES['host']}:{POSTGRES['port']}/{name}"
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
