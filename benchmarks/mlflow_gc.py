@@ -91,7 +91,8 @@ def remaining(live: Path, protected: str) -> tuple[int, int, bool]:
 
 
 def bench(work: Path, runs: int) -> list[dict]:
-    live, pristine = work / "live", work / f"seed-{runs}"
+    # A path per size: MLflow caches database engines by URI.
+    live, pristine = work / f"live-{runs}", work / f"seed-{runs}"
     shutil.rmtree(live, ignore_errors=True)
     live.mkdir(parents=True)
     started = time.monotonic()

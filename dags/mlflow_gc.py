@@ -42,7 +42,7 @@ workspace (without `--enable-workspaces`, MLflow has one, and both choices colle
 
 
 config = load_gc_config()
-Step = gc_operator_class(config)
+GcStepOperator = gc_operator_class(config)  # runner local or kubernetes
 
 with DAG(
     dag_id="mlflow_gc",
@@ -77,6 +77,6 @@ with DAG(
                                 description="Every MLflow workspace, not only the active one."),
     },
 ) as dag:
-    report = Step(task_id="report", step="report", config=config)
-    collect = Step(task_id="collect", step="collect", config=config, report=report.output)
+    report = GcStepOperator(task_id="report", step="report", config=config)
+    collect = GcStepOperator(task_id="collect", step="collect", config=config, report=report.output)
     report >> collect
