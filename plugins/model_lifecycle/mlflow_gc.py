@@ -6,12 +6,12 @@ The ``mlflow_gc`` DAG runs this module as a local child process or in a Kubernet
     python -m model_lifecycle.mlflow_gc report  --older-than 30d  [--experiment-ids 1,2] [--all-workspaces]
     python -m model_lifecycle.mlflow_gc collect --cutoff-ms <from the report> --batch-size 500 [...]
 
-Environment: ``MLFLOW_BACKEND_STORE_URI`` (the database, e.g. ``postgresql://...``; the age of a deleted
-run is only recorded there, and only there can it be removed for good) and ``MLFLOW_TRACKING_URI`` (the
-tracking server, through which proxied ``mlflow-artifacts:`` URIs resolve), plus whatever the artifact
-store needs (``MLFLOW_S3_ENDPOINT_URL``, AWS credentials, ...). The result is written as JSON to
-``--output`` (the pod's ``/airflow/xcom/return.json``); progress goes to standard output, one line per
-item, so the task log is the audit trail.
+Environment: ``MLFLOW_BACKEND_STORE_URI`` (the database, e.g. ``postgresql+psycopg2://...``; the age
+of a deletion is only recorded there, and only there can a run be removed for good) and
+``MLFLOW_TRACKING_URI`` (the tracking server, through which proxied ``mlflow-artifacts:`` URIs
+resolve), plus whatever the artifact store needs (``MLFLOW_S3_ENDPOINT_URL``, AWS credentials, ...).
+The result is written as JSON to ``--output`` (the pod's ``/airflow/xcom/return.json``); progress goes
+to standard output, one line per item, so the task log is the audit trail.
 
 Why not ``mlflow gc --run-ids``: in MLflow 3.17, any ``mlflow gc`` call without ``--experiment-ids``
 also hard-deletes every deleted experiment older than the threshold, and with it every run and logged
