@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo demo-stop airflow test lock clean
+.PHONY: demo demo-stop airflow test bench lock clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ airflow: $(INSTALLED)  ## the same DAGs in `airflow standalone`, with the demo's
 test: $(INSTALLED)  ## lint, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)  ## the mlflow_gc DAG's collection against plain `mlflow gc` (1,000 and 10,000 runs)
+	$(BIN)/python benchmarks/mlflow_gc.py --runs 1000 10000
 
 lock: $(INSTALLED)  ## re-resolve constraints.txt after changing a requirements file
 	$(BIN)/uv pip compile requirements-dev.txt --universal --python-version 3.11 -o constraints.txt

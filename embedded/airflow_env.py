@@ -13,8 +13,13 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def airflow_environment(home: Path, *, mlflow_url: str) -> dict[str, str]:
+def airflow_environment(home: Path, *, mlflow_url: str,
+                        mlflow_backend_store_uri: str | None = None) -> dict[str, str]:
+    """``mlflow_backend_store_uri`` is the MLflow server's database, which the mlflow_gc DAG's local
+    runner collects from."""
+    extra = {"MLFLOW_BACKEND_STORE_URI": mlflow_backend_store_uri} if mlflow_backend_store_uri else {}
     return {
+        **extra,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),

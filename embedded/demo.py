@@ -83,7 +83,8 @@ def prepare(server: MlflowServer) -> ModelSpec:
         say(f"Created the GitOps repository {repo} with {spec.gitops.manifest_path}.")
     else:
         say(f"Using the GitOps repository {repo}.")
-    environment = airflow_environment(DEMO_DIR / "airflow", mlflow_url=server.url)
+    environment = airflow_environment(DEMO_DIR / "airflow", mlflow_url=server.url,
+                                      mlflow_backend_store_uri=server.backend_store_uri)
     os.environ.update(environment)
     say("Preparing Airflow's metadata database (SQLite) ...")
     migrate_database(environment)

@@ -1,4 +1,6 @@
-"""A real ``mlflow server`` process on loopback: SQLite backend store, artifacts proxied to a folder."""
+"""A real ``mlflow server`` process on loopback. By default its backend store is SQLite and its artifacts
+are proxied to a folder, both under ``root``; another database (PostgreSQL) and artifact destination
+(``s3://...``, with the environment boto3 needs) can be given instead."""
 
 from __future__ import annotations
 
@@ -14,10 +16,15 @@ import requests
 
 
 class MlflowServer:
-    def __init__(self, root: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, root: Path, port: int | None = None, host: str = "127.0.0.1", *,
+                 backend_store_uri: str | None = None, artifacts_destination: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.root = root
         self.host = host
         self.port = port or free_port()
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
+        self.artifacts_destination = artifacts_destination or str(root / "artifacts")
+        self.env = env or {}
         self.pid_file = root / "server.pid"
         self.log_file = root / "server.log"
 
@@ -39,13 +46,14 @@ class MlflowServer:
         command = [
             sys.executable, "-m", "mlflow", "server",
             "--host", self.host, "--port", str(self.port),
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-            "--artifacts-destination", str(self.root / "artifacts"),
+            "--backend-store-uri", self.backend_store_uri,
+            "--artifacts-destination", self.artifacts_destination,
             "--workers", "1",
         ]
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True, cwd=self.root)
+                                       start_new_session=True, cwd=self.root,
+                                       env={**os.environ, **self.env})
         self.pid_file.write_text(str(process.pid))
         deadline = time.monotonic() + timeout
         while not self.healthy():

@@ -46,15 +46,18 @@ _GITHUB_TEAM = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+K8sName = Annotated[str, Field(pattern=_K8S_NAME)]
 # libyaml's parser, where PyYAML was built with it: ten times faster, and specs are read at parse time.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A configuration section: unknown fields are errors (typos), values are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Resources(_Strict):
+class Resources(Strict):
     requests: dict[str, str] = Field(default_factory=dict)
     limits: dict[str, str] = Field(default_factory=dict)
 
@@ -67,7 +70,7 @@ class Resources(_Strict):
         return quantities
 
 
-class Toleration(_Strict):
+class Toleration(Strict):
     key: str | None = None
     operator: Literal["Equal", "Exists"] = "Equal"
     value: str | None = None
@@ -75,15 +78,15 @@ class Toleration(_Strict):
     toleration_seconds: int | None = None
 
 
-class TrainingPod(_Strict):
+class TrainingPod(Strict):
     """Where and how the training pod runs (backend ``kubernetes``)."""
 
-    namespace: Annotated[str, Field(pattern=_K8S_NAME)] = "ml-training"
-    service_account: Annotated[str, Field(pattern=_K8S_NAME)] | None = None
+    namespace: K8sName = "ml-training"
+    service_account: K8sName | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     # Secrets whose keys become the trainer's environment (MLflow and S3 credentials): never inlined.
-    secrets: list[Annotated[str, Field(pattern=_K8S_NAME)]] = Field(default_factory=list)
+    secrets: list[K8sName] = Field(default_factory=list)
     # The tracking server as pods reach it, when that differs from Airflow's mlflow_default.
     mlflow_tracking_uri: str | None = None
     startup_timeout_seconds: int = Field(default=300, ge=10)
@@ -91,7 +94,7 @@ class TrainingPod(_Strict):
     poll_interval_seconds: float = Field(default=10, gt=0)
 
 
-class Training(_Strict):
+class Training(Strict):
     backend: Literal["local", "kubernetes"] = "local"
     image: str | None = None
     command: list[NonEmptyStr] = Field(default_factory=lambda: ["python", "-m", "training"], min_length=1)
@@ -116,12 +119,12 @@ class Training(_Strict):
         return env
 
 
-class Data(_Strict):
+class Data(Strict):
     source: NonEmptyStr
     lookback_days: int = Field(ge=1, le=3650)
 
 
-class MetricGate(_Strict):
+class MetricGate(Strict):
     """Bounds for one metric: absolute ``min``/``max`` and the largest allowed regression against the
     production version, in the metric's own units, in the direction that ``goal`` says is worse."""
 
@@ -139,16 +142,16 @@ class MetricGate(_Strict):
         return self
 
 
-class Evaluation(_Strict):
+class Evaluation(Strict):
     metrics: dict[NonEmptyStr, MetricGate] = Field(min_length=1)
 
 
-class InferenceServiceRef(_Strict):
-    name: Annotated[str, Field(pattern=_K8S_NAME)]
-    namespace: Annotated[str, Field(pattern=_K8S_NAME)]
+class InferenceServiceRef(Strict):
+    name: K8sName
+    namespace: K8sName
 
 
-class GitOps(_Strict):
+class GitOps(Strict):
     """Where the promotion is proposed. ``local``: ``repository`` is a git repository on this machine.
     ``github``: ``repository`` is ``owner/name``, reached through the Airflow connection
     ``connection_id``; labels, reviewers and auto-merge apply to its pull requests."""
@@ -197,7 +200,7 @@ class GitOps(_Strict):
         return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-class SmokeRequest(_Strict):
+class SmokeRequest(Strict):
     """Rows sent to the served model; its answer must have one prediction per row (and, when
     ``expected_predictions`` is given, exactly those)."""
 
@@ -214,7 +217,7 @@ class SmokeRequest(_Strict):
         return self
 
 
-class KServe(_Strict):
+class KServe(Strict):
     """How the rollout on KServe is checked (target ``kserve``)."""
 
     protocol: Literal["v1", "v2"] = "v2"
@@ -225,14 +228,14 @@ class KServe(_Strict):
     poll_interval_seconds: float = Field(default=15, gt=0)
 
 
-class Rollout(_Strict):
+class Rollout(Strict):
     target: Literal["local", "kserve"] = "local"
     timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
     smoke_request: SmokeRequest | None = None
     kserve: KServe = Field(default_factory=KServe)
 
 
-class Aliases(_Strict):
+class Aliases(Strict):
     staging: Annotated[str, Field(pattern=_NAME)] = "staging"
     production: Annotated[str, Field(pattern=_NAME)] = "production"
     previous_production: Annotated[str, Field(pattern=_NAME)] = "previous-production"
@@ -245,7 +248,7 @@ class Aliases(_Strict):
         return self
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     name: Annotated[str, Field(pattern=_NAME)]
     description: str = ""
     owner: NonEmptyStr = "ml-platform"
@@ -267,22 +270,28 @@ class ModelSpec(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, schedule: str) -> str:
-        if schedule in _CRON_PRESETS:
-            return schedule
-        fields = schedule.split()
-        if len(fields) != 5 or not all(re.fullmatch(_CRON_FIELD, f) for f in fields):
-            raise ValueError(
-                f"{schedule!r} is not a cron expression (five fields, or one of {sorted(_CRON_PRESETS)})"
-            )
-        return schedule
+        return cron_expression(schedule)
 
     @property
     def dag_id(self) -> str:
         return f"retrain__{self.name}"
 
 
+def cron_expression(schedule: str) -> str:
+    """``schedule`` if it is a cron expression (five fields) or preset, else a ``ValueError``."""
+    if schedule in _CRON_PRESETS:
+        return schedule
+    fields = schedule.split()
+    if len(fields) != 5 or not all(re.fullmatch(_CRON_FIELD, f) for f in fields):
+        raise ValueError(
+            f"{schedule!r} is not a cron expression (five fields, or one of {sorted(_CRON_PRESETS)})"
+        )
+    return schedule
+
+
 class SpecError(ValueError):
-    """A model spec that cannot be used; the message names the file, the field and what is wrong."""
+    """A model spec (or another YAML configuration file) that cannot be used; the message names the
+    file, the field and what is wrong."""
 
     def __init__(self, path: Path, problems: list[str]):
         self.path = path
@@ -329,7 +338,7 @@ def _read_catalog(directory: Path, files: list[Path]) -> SpecCatalog:
     defaults_path = directory / DEFAULTS_FILE
     if defaults_path.exists():
         try:
-            defaults = _read_mapping(defaults_path)
+            defaults = read_mapping(defaults_path)
         except SpecError as error:
             errors.append(error)
     specs: dict[str, ModelSpec] = {}
@@ -357,14 +366,14 @@ def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
 
 
 def parse_spec(path: Path, defaults: Mapping[str, Any] | None = None) -> ModelSpec:
-    document = merge_over(dict(defaults or {}), _read_mapping(path))
+    document = merge_over(dict(defaults or {}), read_mapping(path))
     try:
         return ModelSpec.model_validate(document)
     except ValidationError as error:
-        raise SpecError(path, [_describe(problem) for problem in error.errors()]) from None
+        raise SpecError(path, [describe_problem(problem) for problem in error.errors()]) from None
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
+def read_mapping(path: Path) -> dict[str, Any]:
     try:
         document = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except (OSError, UnicodeDecodeError) as error:
@@ -386,7 +395,7 @@ def merge_over(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return base
 
 
-def _describe(problem: Mapping[str, Any]) -> str:
+def describe_problem(problem: Mapping[str, Any]) -> str:
     field = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function-"))
     message = str(problem["msg"]).removeprefix("Value error, ")
     if problem["type"] == "extra_forbidden":

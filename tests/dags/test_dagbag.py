@@ -27,7 +27,7 @@ def parse(specs: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 def test_shipped_dags_load_with_what_operators_need(monkeypatch: pytest.MonkeyPatch) -> None:
     bag = parse(SHIPPED_SPECS, monkeypatch)
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"retrain__demo"}
+    assert set(bag.dags) == {"retrain__demo", "mlflow_gc"}
     for dag in bag.dags.values():
         assert dag.tags and "model-lifecycle" in dag.tags
         assert dag.doc_md and dag.doc_md.startswith("# ")
@@ -62,9 +62,14 @@ def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) ->
 )
 def test_trigger_form_validates_params(monkeypatch: pytest.MonkeyPatch, params: dict,
                                        error: str | None) -> None:
+    submit_form("retrain__demo", params, error, monkeypatch)
+
+
+def submit_form(dag_id: str, params: dict, error: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submits the DAG's trigger form; ``error`` names the parameter it must reject, if any."""
     from airflow.sdk.exceptions import ParamValidationError
 
-    form = copy.deepcopy(parse(SHIPPED_SPECS, monkeypatch).dags["retrain__demo"].params)
+    form = copy.deepcopy(parse(SHIPPED_SPECS, monkeypatch).dags[dag_id].params)
 
     def submit() -> None:
         form.update(params)
@@ -77,13 +82,53 @@ def test_trigger_form_validates_params(monkeypatch: pytest.MonkeyPatch, params: 
             submit()
 
 
+def test_mlflow_gc_dag_shape_and_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = parse(SHIPPED_SPECS, monkeypatch).dags["mlflow_gc"]
+    assert [task.task_id for task in dag.topological_sort()] == ["report", "collect"]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert dag.timetable.expression == "0 2 * * 0"  # Sundays 02:00 UTC, from include/mlflow_gc.yaml
+    assert {type(task).__name__ for task in dag.tasks} == {"LocalMlflowGcOperator"}
+    assert dag.params.dump() == {"older_than": "30d", "dry_run": False, "experiment_ids": [],
+                                 "all_workspaces": False}
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"older_than": "1d2h3m4s", "dry_run": True, "experiment_ids": ["1", "12"]}, None),
+        ({"older_than": "1.5d", "all_workspaces": True}, None),
+        ({"older_than": "30 days"}, "older_than"),
+        ({"older_than": "30"}, "older_than"),
+        ({"older_than": ""}, "older_than"),
+        ({"older_than": "2h1d"}, "older_than"),
+        ({"dry_run": "yes"}, "dry_run"),
+        ({"experiment_ids": ["abc"]}, "experiment_ids"),
+        ({"experiment_ids": "1,2"}, "experiment_ids"),
+    ],
+)
+def test_mlflow_gc_form_validates_params(monkeypatch: pytest.MonkeyPatch, params: dict,
+                                         error: str | None) -> None:
+    submit_form("mlflow_gc", params, error, monkeypatch)
+
+
+def test_bad_gc_config_is_the_import_error_of_its_dag(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "mlflow_gc.yaml"
+    config.write_text("older_than: 30 days\n")
+    monkeypatch.setenv("MODEL_LIFECYCLE_GC_CONFIG", str(config))
+    bag = parse(SHIPPED_SPECS, monkeypatch)
+    assert set(bag.dags) == {"retrain__demo"}
+    assert list(bag.import_errors) == [str(PROJECT_ROOT / "dags" / "mlflow_gc.py")]
+    assert f"{config}: older_than: '30 days' is not a duration" in next(iter(bag.import_errors.values()))
+
+
 def test_bad_spec_is_an_import_error_and_other_models_still_load(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copy(SHIPPED_SPECS / "demo.yaml", tmp_path / "demo.yaml")
     broken = (SHIPPED_SPECS / "demo.yaml").read_text().replace("name: demo", "name: broken")
     (tmp_path / "broken.yaml").write_text(broken.replace("lookback_days: 14", "lookback_days: soon"))
     bag = parse(tmp_path, monkeypatch)
-    assert set(bag.dags) == {"retrain__demo"}
+    assert set(bag.dags) == {"retrain__demo", "mlflow_gc"}
     assert list(bag.import_errors) == [str(PROJECT_ROOT / "dags" / "model_spec_errors.py")]
     message = next(iter(bag.import_errors.values()))
     assert "1 model spec(s) are invalid" in message
@@ -105,7 +150,7 @@ def test_parsing_imports_nothing_heavy() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
                             check=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"dags": ["retrain__demo"], "heavy": []}
+    assert report == {"dags": ["mlflow_gc", "retrain__demo"], "heavy": []}
 
 
 def test_kubernetes_backends_are_wired_from_the_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,11 +7,7 @@ training again, so clearing the task (or rerunning the DAG run) costs nothing an
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import threading
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from model_lifecycle.operators.base import ModelLifecycleOperator, window_of
+from model_lifecycle.operators.process import ChildProcess
 from model_lifecycle.policy import DataWindow
 from model_lifecycle.specs import PROJECT_ROOT, ModelSpec
 from model_lifecycle.training import AirflowIdentity, trainer_environment
@@ -34,7 +31,7 @@ class LocalTrainingOperator(ModelLifecycleOperator):
 
     inputs = ('plan',)
     template_fields: Sequence[str] = inputs
-    _process: subprocess.Popen[str] | None = None
+    _trainer: ChildProcess | None = None
     ui_color = "#fce8b2"
 
     def execute(self, context: Context) -> str:
@@ -59,41 +56,20 @@ class LocalTrainingOperator(ModelLifecycleOperator):
     def _run_trainer(self, argv: list[str], environment: dict[str, str]) -> None:
         timeout = self.spec.training.timeout_minutes * 60
         self.log.info("Running %s in %s (timeout %d min).", argv, TRAINER_DIR, timeout // 60)
-        process = self._process = subprocess.Popen(
-            argv, cwd=TRAINER_DIR, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
-        )
-        timed_out = threading.Event()
-
-        def stop() -> None:
-            timed_out.set()
-            os.killpg(process.pid, signal.SIGKILL)
-
-        watchdog = threading.Timer(timeout, stop)
-        watchdog.start()
-        tail: deque[str] = deque(maxlen=20)
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                tail.append(line.rstrip())
-                self.log.info("trainer | %s", line.rstrip())
-            code = process.wait()
-        finally:
-            watchdog.cancel()
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-        if timed_out.is_set():
+        self._trainer = ChildProcess("trainer")
+        finished = self._trainer.run(argv, cwd=TRAINER_DIR, env=environment, timeout_seconds=timeout,
+                                     log=self.log)
+        if finished.timed_out:
             raise AirflowException(
                 f"the trainer did not finish within training.timeout_minutes "
                 f"({self.spec.training.timeout_minutes}) and was killed"
             )
-        if code != 0:
-            raise AirflowException(f"the trainer exited with code {code}: " + " | ".join(list(tail)[-5:]))
+        if finished.code != 0:
+            raise AirflowException(f"the trainer exited with code {finished.code}: {finished.last_lines()}")
 
     def on_kill(self) -> None:
-        # The trainer runs in its own session; Airflow's kill of the task must not orphan it.
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGKILL)
+        if self._trainer is not None:
+            self._trainer.kill()
 
 
 def reusable_run(operator: ModelLifecycleOperator, window: DataWindow) -> str | None:
