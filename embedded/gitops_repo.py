@@ -48,7 +48,7 @@ class Reviewer(PollingThread):
     """Watches the repository for promotion branches and acts on each as a reviewer would.
 
     ``decide(branch)`` returns ``"merge"`` (merge commit, then delete the branch, as a pull request
-    merge does) or ``"delete"`` (reject: delete the branch unmerged)."""
+    merge does), ``"delete"`` (reject: delete the branch unmerged) or ``"leave"`` (leave it open)."""
 
     def __init__(self, repo: Path, base: str = "main", *, decide: Callable[[str], str] = lambda _: "merge",
                  delay: float = 1.0, say: Callable[[str], None] = print) -> None:
@@ -59,12 +59,20 @@ class Reviewer(PollingThread):
         self.delay = delay
         self.say = say
         self.handled: list[tuple[str, str]] = []
-        self.seen = set(promotion_branches(repo))
+        # A branch is a new pull request when its name or its head is new: a version proposed again
+        # (a rollback) reuses its branch name.
+        self.seen = self._heads()
+
+    def _heads(self) -> set[tuple[str, str]]:
+        """(branch, head commit) of the promotion branches."""
+        listing = git(self.repo, "for-each-ref", "--format=%(refname:short) %(objectname)",
+                      f"refs/heads/{BRANCH_PREFIX}")
+        return {(name, head) for name, head in (line.split(" ") for line in listing.splitlines())}
 
     def poll(self) -> None:
-        for branch in promotion_branches(self.repo):
-            if branch not in self.seen:
-                self.seen.add(branch)
+        for branch, head in sorted(self._heads()):
+            if (branch, head) not in self.seen:
+                self.seen.add((branch, head))
                 self.review(branch)
 
     def review(self, branch: str) -> None:
@@ -77,7 +85,7 @@ class Reviewer(PollingThread):
             git(self.repo, "branch", "--quiet", "-D", branch)
             self.say(f"Reviewer: approved and merged {branch} into {self.base} "
                      f"({git(self.repo, 'rev-parse', '--short', self.base).strip()}), branch deleted.")
-        else:
+        elif action == "delete":
             git(self.repo, "branch", "--quiet", "-D", branch)
             self.say(f"Reviewer: rejected {branch}: deleted it without merging.")
         self.handled.append((branch, action))
