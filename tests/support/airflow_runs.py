@@ -114,3 +114,14 @@ def _run_query(dag_id: str, run_id: str):  # noqa: ANN202
     from sqlalchemy import select
 
     return select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+
+
+if __name__ == "__main__":
+    # A manual run in a process of its own (a second Airflow worker, as far as the run is concerned):
+    #   python -m tests.support.airflow_runs DAG_ID [LOGICAL_DATE]; the exit status is the run's outcome.
+    import sys
+
+    finished = manual_run(load_dag(sys.argv[1]), logical_date=dt.datetime.fromisoformat(sys.argv[2])
+                          if len(sys.argv) > 2 else None)
+    print(f"{finished.dag_id} {finished.run_id}: {finished.state}")
+    sys.exit(0 if finished.state == DagRunState.SUCCESS else 1)
