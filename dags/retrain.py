@@ -20,9 +20,10 @@ from model_lifecycle.operators.lifecycle import (
     RegisterOperator,
     production_asset,
 )
-from model_lifecycle.operators.rollout import rollout_task
 from model_lifecycle.operators.training import training_task
+from model_lifecycle.policy import PROMOTION_POOL
 from model_lifecycle.sensors.merge import WaitForMergeSensor
+from model_lifecycle.sensors.rollout import rollout_task
 from model_lifecycle.specs import ModelSpec, load_catalog
 
 
@@ -53,6 +54,10 @@ Training runs on backend `{spec.training.backend}`; the rollout is verified on t
 **Backfills and old windows never promote**: a backfill run, or one whose window ends before the
 production version's, trains and evaluates only. To promote one anyway, trigger with
 `force_promotion` set to the reason; it is recorded on the version.
+
+**One promotion at a time per InferenceService**: `open_pr` runs in the pool
+`model_lifecycle_promotion` and waits (deferred) while another run, of this DAG or of
+`promote_model_version`, is promoting to `{isvc.namespace}/{isvc.name}`.
 
 **Reruns are safe**: every task reuses its earlier result (the MLflow run for this window, the version
 registered from it, the open branch), so clearing any task creates nothing twice.
@@ -98,8 +103,8 @@ def retrain_dag(spec: ModelSpec) -> DAG:
                                     spec=spec)
         staging = PromoteToStagingOperator(task_id="promote_staging", registered=register.output,
                                            spec=spec)
-        open_pr = OpenPullRequestOperator(task_id="open_pr", plan=plan.output,
-                                          registered=register.output, spec=spec)
+        open_pr = OpenPullRequestOperator(task_id="open_pr", plan=plan.output, registered=register.output,
+                                          pool=PROMOTION_POOL, spec=spec)
         wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", opened=open_pr.output,
                                             registered=register.output, spec=spec)
         verify = rollout_task(spec, task_id="verify_rollout", registered=register.output,

@@ -1,9 +1,23 @@
 """Addresses of the things a reviewer or an on-call engineer opens: MLflow runs and model versions, and
-the Airflow run. Pure string building, cheap to import (the plugin loads this module)."""
+the Airflow run; and the operator extra links that show them in the Airflow UI. Cheap to import (DAG
+files load this module)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+# Link names: the buttons in the UI, and the keys of the links in notifications.
+MODEL_VERSION = "Model version"
+MLFLOW_RUN = "MLflow run"
+PULL_REQUEST = "Pull request"
+AIRFLOW_RUN = "Airflow run"
 
 
 def mlflow_run_url(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
@@ -16,3 +30,27 @@ def mlflow_version_url(mlflow_ui: str, model: str, version: str) -> str:
 
 def airflow_run_url(airflow_ui: str, dag_id: str, run_id: str) -> str:
     return f"{airflow_ui.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+class VersionLink(BaseOperatorLink):
+    """A button on the tasks that work on a registered model version: the version, its MLflow run, its
+    pull request. The task's ``extra_link_urls`` are read when it ends, and kept in an XCom that the UI
+    reads, so the UI needs neither MLflow nor this plugin."""
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        return getattr(operator, "extra_link_urls", {}).get(self.name, "")
+
+
+class ModelVersionLink(VersionLink):
+    name = MODEL_VERSION
+
+
+class MlflowRunLink(VersionLink):
+    name = MLFLOW_RUN
+
+
+class PullRequestLink(VersionLink):
+    name = PULL_REQUEST
+
+
+VERSION_LINKS = (ModelVersionLink(), MlflowRunLink(), PullRequestLink())

@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass
 from model_lifecycle.specs import MetricGate
 
 BACKFILL_RUN_TYPE = "backfill"
+# The Airflow pool, of a single slot, of the promotion tasks that check for and take an InferenceService
+# on: they run one at a time (they are short; the long wait for the merge is not in this pool).
+PROMOTION_POOL = "model_lifecycle_promotion"
 _BRANCH_VERSION = re.compile(r"(?P<stem>.+)-v(?P<version>[0-9]+)")
 
 
@@ -190,9 +193,23 @@ def promotion_branch_prefix(*, namespace: str, inference_service: str) -> str:
 
 def promotion_branch(*, namespace: str, inference_service: str, model: str, version: str) -> str:
     """One branch per (InferenceService, model, version): the same inputs always give the same name."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.").lower()
     prefix = promotion_branch_prefix(namespace=namespace, inference_service=inference_service)
-    return f"{prefix}{slug}-v{version}"
+    return f"{prefix}{_slug(model)}-v{version}"
+
+
+def promotion_lease_key(*, namespace: str, inference_service: str) -> str:
+    """The Airflow Variable naming the run that promotes a model to this InferenceService now."""
+    return f"model_lifecycle.promotion_lease.{namespace}.{inference_service}"
+
+
+def revert_branch(*, namespace: str, inference_service: str, model: str, version: str) -> str:
+    """The branch that takes the InferenceService back after ``version`` failed its rollout."""
+    prefix = promotion_branch_prefix(namespace=namespace, inference_service=inference_service)
+    return f"{prefix}revert-{_slug(model)}-v{version}"
+
+
+def _slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.").lower()
 
 
 def superseded_by(branch: str, candidates: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ an Airflow task that is cleared and rerun any number of times creates nothing tw
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import warnings
 from collections.abc import Mapping
@@ -51,6 +52,12 @@ class Tag:
     GATE = "evaluation.gate"
 
     PROMOTION_DECISION = "promotion.decision"
+    PROMOTING_DAG = "promotion.dag_id"
+    PROMOTING_RUN = "promotion.run_id"
+    PROMOTING_RUN_URL = "promotion.airflow_run_url"
+    REQUESTED_BY = "promotion.requested_by"
+    REQUEST_REASON = "promotion.reason"
+    REQUESTED_AT = "promotion.requested_at"
     FORCED_REASON = "promotion.forced_reason"
     STAGING_AT = "promotion.staging_at"
     PRODUCTION_AT = "promotion.production_at"
@@ -69,9 +76,21 @@ class Tag:
     CLOSED_BY = "pr.closed_by"
 
     ROLLOUT_TARGET = "rollout.target"
+    ROLLOUT_FAILURE = "rollout.failure"
+    REVERT = "rollout.revert"
     PREVIOUS_REVISION = "rollout.previous_revision"
     ROLLOUT_VERIFIED_AT = "rollout.verified_at"
     ROLLOUT_DETAIL = "rollout.detail"
+
+    # An earlier promotion's record, when the version is promoted again (a rollback): promotion.history.N
+    HISTORY_PREFIX = "promotion.history."
+    PER_PROMOTION = (
+        PROMOTION_DECISION, PROMOTING_DAG, PROMOTING_RUN, PROMOTING_RUN_URL, REQUESTED_BY, REQUEST_REASON,
+        REQUESTED_AT, FORCED_REASON, STAGING_AT, PRODUCTION_AT, PREVIOUS_PRODUCTION, ARCHIVED_AT,
+        SUCCEEDED_BY, PR_URL, PR_NUMBER, PR_BRANCH, PR_HEAD_SHA, MERGE_SHA, MERGED_BY, MERGED_AT,
+        APPROVED_BY, CLOSED_BY, ROLLOUT_TARGET, ROLLOUT_FAILURE, REVERT, PREVIOUS_REVISION,
+        ROLLOUT_VERIFIED_AT, ROLLOUT_DETAIL,
+    )
 
 
 class Status:
@@ -80,6 +99,7 @@ class Status:
     STAGING = "staging"
     PRODUCTION = "production"
     ARCHIVED = "archived"
+    ROLLOUT_FAILED = "rollout_failed"
 
 
 class RegistryError(RuntimeError):
@@ -199,6 +219,22 @@ class ModelRegistry:
 
     def production(self) -> ModelVersion | None:
         return self.by_alias(self.spec.aliases.production)
+
+    def take_on(self, version: str, *, dag_id: str, run_id: str, run_url: str) -> None:
+        """Record that an Airflow run promotes ``version``. A version an earlier run promoted (a
+        rollback brings it back) starts a fresh record; the earlier one is kept whole, as JSON, in the
+        next ``promotion.history.N`` tag."""
+        tags = self.version(version).tags
+        if tags.get(Tag.PROMOTING_RUN, run_id) != run_id:
+            earlier = {key: value for key, value in tags.items() if key in Tag.PER_PROMOTION}
+            number = 1 + sum(key.startswith(Tag.HISTORY_PREFIX) for key in tags)
+            self.set_tags(version, {f"{Tag.HISTORY_PREFIX}{number}": json.dumps(earlier, sort_keys=True)})
+            for key in earlier:
+                self.client.delete_model_version_tag(self.name, version, key)
+            log.info("%s v%s: the record of its earlier promotion by %s is kept as %s%s.", self.name, version,
+                     earlier.get(Tag.PROMOTING_RUN), Tag.HISTORY_PREFIX, number)
+        self.set_tags(version, {Tag.PROMOTING_DAG: dag_id, Tag.PROMOTING_RUN: run_id,
+                                Tag.PROMOTING_RUN_URL: run_url})
 
     def set_tags(self, version: str, tags: Mapping[str, str], *, keep_existing: bool = False) -> None:
         """Write ``tags`` on the version; with ``keep_existing`` a tag already present is left as it is

@@ -231,8 +231,33 @@ class KServe(Strict):
 class Rollout(Strict):
     target: Literal["local", "kserve"] = "local"
     timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # revert: a rollout that fails after the merge proposes going back to the production version.
+    on_failed_rollout: Literal["revert", "fail"] = "revert"
     smoke_request: SmokeRequest | None = None
     kserve: KServe = Field(default_factory=KServe)
+
+
+NotificationEvent = Literal["pr_opened", "promoted", "rejected", "pr_closed", "rollout_failed"]
+
+
+class Webhook(Strict):
+    """An incoming webhook (Slack's, or any that takes ``{"text": ...}``), its URL in a connection."""
+
+    connection_id: NonEmptyStr
+
+
+class Email(Strict):
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    connection_id: NonEmptyStr = "smtp_default"
+
+
+class Notifications(Strict):
+    """Who hears about the lifecycle of this model's versions, and of which events."""
+
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: ["pr_opened", "promoted", "rejected", "pr_closed", "rollout_failed"])
+    webhook: Webhook | None = None
+    email: Email | None = None
 
 
 class Aliases(Strict):
@@ -266,6 +291,7 @@ class ModelSpec(Strict):
     gitops: GitOps
     rollout: Rollout = Field(default_factory=Rollout)
     aliases: Aliases = Field(default_factory=Aliases)
+    notifications: Notifications = Field(default_factory=Notifications)
 
     @field_validator("schedule")
     @classmethod
@@ -357,11 +383,17 @@ def _read_catalog(directory: Path, files: list[Path]) -> SpecCatalog:
     return SpecCatalog(specs=specs, errors=errors)
 
 
+class SpecNotFound(LookupError):
+    pass
+
+
 def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
     catalog = load_catalog(directory)
     if name not in catalog.specs:
-        problems = [str(error) for error in catalog.errors] or ["no spec has this name"]
-        raise KeyError(f"model spec {name!r} not found in {directory or specs_dir()}: {problems}")
+        known = ", ".join(sorted(catalog.specs)) or "none"
+        invalid = "".join(f"; invalid: {error}" for error in catalog.errors)
+        raise SpecNotFound(f"no valid model spec named {name!r} in {directory or specs_dir()} "
+                           f"(valid: {known}){invalid}")
     return catalog.specs[name]
 
 

@@ -27,13 +27,37 @@ def parse(specs: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 def test_shipped_dags_load_with_what_operators_need(monkeypatch: pytest.MonkeyPatch) -> None:
     bag = parse(SHIPPED_SPECS, monkeypatch)
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"retrain__demo", "mlflow_gc"}
+    assert set(bag.dags) == {"retrain__demo", "mlflow_gc", "promote_model_version"}
     for dag in bag.dags.values():
         assert dag.tags and "model-lifecycle" in dag.tags
         assert dag.doc_md and dag.doc_md.startswith("# ")
         assert dag.start_date == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        assert dag.max_active_runs == 1 and not dag.catchup
+        assert not dag.catchup
         assert all(task.retries == 2 for task in dag.tasks)
+    assert bag.dags["retrain__demo"].max_active_runs == bag.dags["mlflow_gc"].max_active_runs == 1
+
+
+def test_promote_dag_offers_the_models_and_requires_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = parse(SHIPPED_SPECS, monkeypatch).dags["promote_model_version"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # manual only
+    assert [task.task_id for task in dag.topological_sort()] == [
+        "resolve", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
+    # resolving takes the InferenceService on, so it runs in the promotion pool as open_pr does
+    assert {dag.task_dict[task].pool for task in ("resolve", "open_pr")} == {"model_lifecycle_promotion"}
+    assert [link.name for link in dag.task_dict["promote_production"].operator_extra_links] == [
+        "Model version", "MLflow run", "Pull request"]
+    assert dag.params.get_param("model").schema["enum"] == ["demo"]
+    good = {"model": "demo", "version": "previous-production", "reason": "roll back: v7 misroutes EU traffic"}
+    for bad in ({"model": "fraud"}, {"version": "v7!"}, {"reason": "oops"}):
+        form = copy.deepcopy(dag.params)
+        with pytest.raises(ParamValidationError):
+            form.update({**good, **bad})
+            form.validate()
+    form = copy.deepcopy(dag.params)
+    form.update({**good, "version": "12"})
+    assert form.validate()["version"] == "12"
 
 
 def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,6 +72,9 @@ def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) ->
     assert [outlet.name for outlet in dag.task_dict["promote_production"].outlets] == [
         "mlflow-model/demo-breast-cancer/production"]
     assert dag.task_dict["wait_for_merge"].__class__.__name__ == "WaitForMergeSensor"
+    assert [task.task_id for task in dag.tasks if task.pool == "model_lifecycle_promotion"] == ["open_pr"]
+    linked = [task.task_id for task in dag.tasks if task.operator_extra_links]
+    assert linked == order[3:]  # every task that works on a registered version
 
 
 @pytest.mark.parametrize(
@@ -117,7 +144,7 @@ def test_bad_gc_config_is_the_import_error_of_its_dag(tmp_path: Path,
     config.write_text("older_than: 30 days\n")
     monkeypatch.setenv("MODEL_LIFECYCLE_GC_CONFIG", str(config))
     bag = parse(SHIPPED_SPECS, monkeypatch)
-    assert set(bag.dags) == {"retrain__demo"}
+    assert set(bag.dags) == {"retrain__demo", "promote_model_version"}
     assert list(bag.import_errors) == [str(PROJECT_ROOT / "dags" / "mlflow_gc.py")]
     assert f"{config}: older_than: '30 days' is not a duration" in next(iter(bag.import_errors.values()))
 
@@ -128,7 +155,7 @@ def test_bad_spec_is_an_import_error_and_other_models_still_load(tmp_path: Path,
     broken = (SHIPPED_SPECS / "demo.yaml").read_text().replace("name: demo", "name: broken")
     (tmp_path / "broken.yaml").write_text(broken.replace("lookback_days: 14", "lookback_days: soon"))
     bag = parse(tmp_path, monkeypatch)
-    assert set(bag.dags) == {"retrain__demo", "mlflow_gc"}
+    assert set(bag.dags) == {"retrain__demo", "mlflow_gc", "promote_model_version"}
     assert list(bag.import_errors) == [str(PROJECT_ROOT / "dags" / "model_spec_errors.py")]
     message = next(iter(bag.import_errors.values()))
     assert "1 model spec(s) are invalid" in message
@@ -150,7 +177,7 @@ def test_parsing_imports_nothing_heavy() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
                             check=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"dags": ["mlflow_gc", "retrain__demo"], "heavy": []}
+    assert report == {"dags": ["mlflow_gc", "promote_model_version", "retrain__demo"], "heavy": []}
 
 
 def test_kubernetes_backends_are_wired_from_the_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,4 +204,4 @@ def test_kubernetes_backends_are_wired_from_the_spec(tmp_path: Path, monkeypatch
     assert train.container_resources.limits == {"memory": "2Gi"}
     assert train.pod_template_file.endswith("include/kubernetes/training-pod-template.yaml")
     assert train.kubernetes_conn_id == "kubernetes_default"
-    assert type(dag.task_dict["verify_rollout"]).__name__ == "KServeRolloutSensor"
+    assert type(dag.task_dict["verify_rollout"]).__name__ == "VerifyRolloutSensor"

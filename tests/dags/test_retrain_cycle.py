@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,15 @@ def manifest_on_main(repo: Path, spec: Any) -> str:
     return git(repo, "show", f"main:{spec.gitops.manifest_path}")
 
 
-def run_with_reviewer(spec: Any, repo: Path, decide: str = "merge", **kwargs: Any) -> tuple[Any, Reviewer]:
-    reviewer = Reviewer(repo, decide=lambda _: decide, delay=0.5, say=lambda _: None)
+def run_with_reviewer(spec: Any, repo: Path, decide: str | Callable[[str], str] = "merge",
+                      dag_id: str | None = None, **kwargs: Any) -> tuple[Any, Reviewer]:
+    """A manual run of the model's retraining DAG (or of ``dag_id``) while a reviewer acts on each pull
+    request: ``decide`` is the action, or a function of the branch that returns it."""
+    reviewer = Reviewer(repo, decide=decide if callable(decide) else lambda _: decide, delay=0.5,
+                        say=lambda _: None)
     reviewer.start()
     try:
-        run = manual_run(load_dag(spec.dag_id), **kwargs)
+        run = manual_run(load_dag(dag_id or spec.dag_id), **kwargs)
     finally:
         reviewer.stop()
     return run, reviewer

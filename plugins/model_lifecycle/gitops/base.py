@@ -113,16 +113,20 @@ class GitOpsProvider(ABC):
     name: str
 
     def propose(self, request: ChangeRequest) -> Proposal:
-        """Adopt the open or merged change for ``request.branch``; else, unless the base branch already
-        has the edit, open one. A base branch that moves while the change is written is read again and
-        the change rebuilt on it."""
+        """Adopt the open change for ``request.branch``, or the merged one while the base branch still
+        carries it; else, unless the base branch already has the edit, open one. A merged change the
+        base branch no longer carries (a later version replaced it, and this one is proposed again, as
+        in a rollback) is history, not an answer. A base branch that moves while the change is written
+        is read again and the change rebuilt on it."""
         for _ in range(MAX_REBUILDS):
             current, base_sha = self.read_file(request.base_branch, request.path)
+            edited = request.edit(current)
             existing = self.adopt_change(request)
             if existing is not None:
-                log.info("Adopting the existing change %s for %s.", existing.url, request.branch)
-                return Proposal(base_sha=base_sha, change=existing)
-            edited = request.edit(current)
+                state = self.change_status(existing).state
+                if state == "open" or (state == "merged" and edited == current):
+                    log.info("Adopting the existing change %s for %s.", existing.url, request.branch)
+                    return Proposal(base_sha=base_sha, change=existing)
             if edited == current:
                 return Proposal(base_sha=base_sha, change=None)
             try:

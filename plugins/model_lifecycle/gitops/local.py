@@ -68,8 +68,13 @@ class LocalGitProvider(GitOpsProvider):
             winner = self._resolve(f"refs/heads/{request.branch}")
             if winner is None:
                 raise
-            log.info("Branch %s was created concurrently at %s; adopting it.", request.branch, winner[:12])
-            return self._ref(request.branch, request.base_branch, winner)
+            if not self._is_ancestor(winner, base):
+                log.info("Branch %s was created concurrently at %s; adopting it.", request.branch,
+                         winner[:12])
+                return self._ref(request.branch, request.base_branch, winner)
+            # Left by an earlier proposal of this version that was merged and later replaced: moved
+            # (only if nobody moved it meanwhile) to the new proposal.
+            self._git("update-ref", f"refs/heads/{request.branch}", commit, winner)
         log.info("Opened branch %s at %s on top of %s %s.", request.branch, commit[:12],
                  request.base_branch, base[:12])
         return self._ref(request.branch, request.base_branch, commit)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_lifecycle.hooks.http import connection_url
+
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 ARGOCD_CONN_ID = "argocd_default"
 
@@ -61,8 +63,7 @@ async def asynced_revision(application: str) -> tuple[str | None, str | None]:
     from airflow.sdk import BaseHook
 
     connection = await BaseHook.aget_connection(ARGOCD_CONN_ID)
-    scheme = connection.conn_type if connection.conn_type in ("http", "https") else "https"
-    base = f"{scheme}://{connection.host}" + (f":{connection.port}" if connection.port else "")
+    base = connection_url(connection, what="Argo CD's API")
     headers = {"Authorization": f"Bearer {connection.password}"} if connection.password else {}
     async with aiohttp.ClientSession(headers=headers) as session:
         async with session.get(f"{base.rstrip('/')}/api/v1/applications/{application}") as response:

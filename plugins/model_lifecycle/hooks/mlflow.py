@@ -13,9 +13,11 @@ credentials. Extras:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
+
+from model_lifecycle.hooks.http import connection_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -32,7 +34,8 @@ class MlflowHook(BaseHook):
         self.mlflow_conn_id = mlflow_conn_id
         connection = self.get_connection(mlflow_conn_id)
         extra = connection.extra_dejson
-        self.tracking_uri: str = extra.get("tracking_uri") or _http_uri(connection)
+        self.tracking_uri: str = (extra.get("tracking_uri")
+                                  or connection_url(connection, what="the MLflow tracking server"))
         self.artifacts_destination: str | None = extra.get("artifacts_destination")
         self._credentials = {
             "MLFLOW_TRACKING_USERNAME": connection.login,
@@ -63,18 +66,3 @@ class MlflowHook(BaseHook):
             path = artifact_uri.removeprefix(prefix).lstrip("/")
             return f"{self.artifacts_destination.rstrip('/')}/{path}"
         return artifact_uri
-
-
-def _http_uri(connection: Any) -> str:
-    if not connection.host:
-        raise ValueError(
-            f"connection {connection.conn_id!r}: host is empty; set the MLflow tracking server "
-            "address (for example http://mlflow:5000) or extra.tracking_uri"
-        )
-    scheme = connection.conn_type if connection.conn_type in ("http", "https") else "http"
-    host = connection.host
-    if "://" in host:
-        scheme, host = host.split("://", 1)
-    port = f":{connection.port}" if connection.port else ""
-    path = f"/{connection.schema.strip('/')}" if connection.schema else ""
-    return f"{scheme}://{host}{port}{path}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -26,8 +25,7 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
     verification. Open proposals of older versions of the model for the same InferenceService are
     closed, with a comment that links the new one."""
 
-    inputs = ('plan', 'registered')
-    template_fields: Sequence[str] = inputs
+    inputs = ("plan", "registered")
     kubernetes_conn_id = "kubernetes_default"
     ui_color = "#d3f9d8"
 
@@ -43,6 +41,7 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
         version, run_id = self.registered["version"], self.registered["run_id"]
         name = self.spec.registered_model
         self.require_promotion_allowed(context, version)
+        self.wait_for_turn(context, version)
         storage_uri = self.storage_uri(version)
         evidence = self._evidence(context, storage_uri)
 
@@ -81,8 +80,13 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
         tags = {Tag.PR_URL: change.url, Tag.PR_BRANCH: change.branch, Tag.PR_HEAD_SHA: change.head_sha}
         if change.number is not None:
             tags[Tag.PR_NUMBER] = str(change.number)
+        announced = self.registry.version(version).tags.get(Tag.PR_URL) == change.url
         self.registry.set_tags(version, tags)
         self.log.info("Pull request for %s v%s: %s", name, version, change.url)
+        if not announced:
+            self.notify(context, "pr_opened", f"{change.url} proposes {name} v{version} for "
+                                              f"{isvc.namespace}/{isvc.name} ({self.plan['decision']}); "
+                                              "merging it is the approval.", version=version)
         prefix = promotion_branch_prefix(namespace=isvc.namespace, inference_service=isvc.name)
         for older in provider.close_superseded(change, prefix):
             self.log.info("Closed %s (%s): superseded by %s.", older.url, older.branch, change.url)
@@ -90,16 +94,15 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
 
     def _evidence(self, context: Context, storage_uri: str) -> Evidence:
         from model_lifecycle.evidence import Evidence
-        from model_lifecycle.links import mlflow_run_url, mlflow_version_url
+        from model_lifecycle.links import MLFLOW_RUN, MODEL_VERSION
         from model_lifecycle.registry import Tag
 
         isvc = self.spec.gitops.inference_service
-        version, run_id = self.registered["version"], self.registered["run_id"]
-        name = self.spec.registered_model
+        version = self.registered["version"]
         tags = self.registry.version(version).tags
-        experiment_id = self.registry.client.get_run(run_id).info.experiment_id
+        links = self.version_links(version)
         return Evidence(
-            registered_model=name,
+            registered_model=self.spec.registered_model,
             version=version,
             inference_service=f"{isvc.namespace}/{isvc.name}",
             storage_uri=storage_uri,
@@ -109,8 +112,8 @@ class OpenPullRequestOperator(ModelLifecycleOperator):
             checks=json.loads(tags.get(Tag.CHECKS, "[]")),
             baseline_version=None if tags.get(Tag.BASELINE_VERSION) in (None, "none")
             else tags[Tag.BASELINE_VERSION],
-            mlflow_run_url=mlflow_run_url(self.mlflow.ui_url, experiment_id, run_id),
-            mlflow_version_url=mlflow_version_url(self.mlflow.ui_url, name, version),
+            mlflow_run_url=links[MLFLOW_RUN],
+            mlflow_version_url=links[MODEL_VERSION],
             airflow_run_url=run_url(context),
             decision=self.plan["decision"],
         )

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -17,6 +16,7 @@ from model_lifecycle.specs import ModelSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from mlflow.entities.model_registry import ModelVersion
 
 
 def production_asset(spec: ModelSpec) -> Asset:
@@ -63,11 +63,62 @@ class PlanOperator(ModelLifecycleOperator):
         }
 
 
+class ResolveVersionOperator(ModelLifecycleOperator):
+    """The version an on-call engineer asked to promote (a number or an alias such as
+    ``previous-production``), taken on for promotion (one per InferenceService at a time), with the
+    request recorded on it: who, why, when. Its result stands in for both the plan and the registered
+    version of the promotion steps."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from model_lifecycle.registry import Tag, now_iso
+
+        params = context["params"]
+        requested, reason = str(params["version"]).strip(), params["reason"]
+        name = self.spec.registered_model
+        version = self._resolve(requested)
+        status = version.tags.get(Tag.STATUS)
+        if status in ("rejected", "rollout_failed"):
+            self.log.warning("%s v%s was %s earlier (%s); promoting it as requested.", name,
+                             version.version, status, version.tags.get(Tag.REJECTED_REASON)
+                             or version.tags.get(Tag.ROLLOUT_FAILURE))
+        # After waiting for a promotion in flight, execute runs again: an alias is resolved anew.
+        self.wait_for_turn(context, version.version)
+        who = context["dag_run"].triggering_user_name or "unknown"
+        decision = f"requested by {who}: {reason}"
+        self.registry.set_tags(version.version, {
+            Tag.REQUESTED_BY: who, Tag.REQUEST_REASON: reason, Tag.REQUESTED_AT: now_iso(),
+            Tag.PROMOTION_DECISION: decision,
+        })
+        self.log.info("Promoting %s v%s (asked for %r), %s.", name, version.version, requested, decision)
+        return {"version": version.version, "run_id": version.run_id,
+                "window_start": version.tags.get(Tag.WINDOW_START, ""),
+                "window_end": version.tags.get(Tag.WINDOW_END, ""),
+                "decision": decision, "may_promote": True, "forced": True}
+
+    def _resolve(self, requested: str) -> ModelVersion:
+        from mlflow.exceptions import MlflowException
+
+        name = self.spec.registered_model
+        try:
+            aliases = dict(self.registry.client.get_registered_model(name).aliases)
+        except MlflowException:
+            raise AirflowFailException(f"model: {name} is not registered in MLflow "
+                                       f"({self.mlflow.tracking_uri}); no version to promote") from None
+        if not requested.isdigit():
+            if requested not in aliases:
+                raise AirflowFailException(f"version: {name} has no alias {requested!r} "
+                                           f"(its aliases: {aliases or 'none'})")
+            requested = aliases[requested]
+        try:
+            return self.registry.version(requested)
+        except MlflowException:
+            raise AirflowFailException(f"version: {name} has no version {requested}") from None
+
+
 class RegisterOperator(ModelLifecycleOperator):
     """Finds the run the trainer logged for this model and window, and registers one version from it."""
 
-    inputs = ('plan',)
-    template_fields: Sequence[str] = inputs
+    inputs = ("plan",)
 
     def execute(self, context: Context) -> dict[str, str]:
         from model_lifecycle.registry import Tag
@@ -84,6 +135,8 @@ class RegisterOperator(ModelLifecycleOperator):
                    Tag.TRY_NUMBER)
         tags = {key: run.data.tags[key] for key in carried if key in run.data.tags}
         tags[Tag.RUN_URL] = run_url(context)
+        # The run links back to the Airflow run as well (the trainer cannot know the UI's address).
+        self.registry.client.set_tag(run.info.run_id, Tag.RUN_URL, tags[Tag.RUN_URL])
         version = self.registry.register(run, tags)
         return {"version": version.version, "run_id": run.info.run_id}
 
@@ -92,8 +145,7 @@ class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
     """The evaluation gate. A version that fails it, or a run that may not promote, ends here: the
     verdict and the reason are written to MLflow and every downstream task is skipped."""
 
-    inputs = ('plan', 'registered')
-    template_fields: Sequence[str] = inputs
+    inputs = ("plan", "registered")
 
     def execute(self, context: Context) -> None:
         from model_lifecycle.policy import MissingMetricError
@@ -131,6 +183,8 @@ class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
             })
             if not passed:
                 self.registry.reject(version, f"evaluation gate: {summary}")
+                self.notify(context, "rejected", f"The evaluation gate rejected {name} v{version}: {summary}",
+                            version=version)
 
         decision = {Tag.PROMOTION_DECISION: self.plan["decision"]}
         if self.plan["forced"]:
@@ -151,8 +205,7 @@ class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
 
 
 class PromoteToStagingOperator(ModelLifecycleOperator):
-    inputs = ('registered',)
-    template_fields: Sequence[str] = inputs
+    inputs = ("registered",)
 
     def execute(self, context: Context) -> None:
         version = self.registered["version"]
@@ -170,22 +223,27 @@ class PromoteToProductionOperator(ModelLifecycleOperator):
     the ``production_asset`` (give it as the task's outlet)."""
 
     inputs = ("registered",)
-    template_fields: Sequence[str] = inputs
 
     def execute(self, context: Context) -> dict[str, str | None]:
         version = self.registered["version"]
         name = self.spec.registered_model
         self.require_promotion_allowed(context, version)
+        current = self.registry.production()
         previous = self.registry.promote_to_production(version)
         record = self.registry.version(version).tags
         self.log.info("%s v%s is in Production (alias %r)%s.", name, version, self.spec.aliases.production,
                       f"; v{previous} is archived with alias {self.spec.aliases.previous_production!r}"
                       if previous else "")
         self.log.info("Promotion record:\n%s", json.dumps(record, indent=2, sort_keys=True))
-        context["outlet_events"][production_asset(self.spec)].extra = {
-            "registered_model": name,
-            "version": version,
-            "run_id": self.registered["run_id"],
-            "previous_version": previous,
-        }
+        extra = {"registered_model": name, "version": version, "run_id": self.registered["run_id"],
+                 "previous_version": previous}
+        for outlet in self.outlets:
+            if isinstance(outlet, AssetAlias):  # a DAG that promotes any model names it at run time
+                context["outlet_events"][outlet].add(production_asset(self.spec), extra=extra)
+            else:
+                context["outlet_events"][outlet].extra = extra
+        if current is None or current.version != version:
+            self.notify(context, "promoted", f"{name} v{version} is in Production"
+                        + (f"; v{previous} is archived as {self.spec.aliases.previous_production}"
+                           if previous else "") + ".", version=version)
         return {"version": version, "previous_version": previous}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -29,8 +28,7 @@ TRAINER_DIR = PROJECT_ROOT / "include" / "training"
 class LocalTrainingOperator(ModelLifecycleOperator):
     """Runs the spec's training command in ``include/training`` as a child process of the task."""
 
-    inputs = ('plan',)
-    template_fields: Sequence[str] = inputs
+    inputs = ("plan",)
     _trainer: ChildProcess | None = None
     ui_color = "#fce8b2"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
@@ -29,8 +28,7 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
     change whose required checks have passed is merged by the wait itself.
     """
 
-    inputs = ('opened', 'registered')
-    template_fields: Sequence[str] = inputs
+    inputs = ("opened", "registered")
     ui_color = "#fff3bf"
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -38,7 +36,7 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
 
         gitops = self.spec.gitops
         if self.opened["state"] == ALREADY_ON_BASE:
-            return self._finish(ChangeStatus(
+            return self._finish(context, ChangeStatus(
                 state="merged", merge_sha=self.opened["base_sha"],
                 merged_by=f"(already on {gitops.base_branch}; no pull request was needed)",
                 merged_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -54,7 +52,7 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
             first_check = {"at": at.isoformat(), "reason": later.reason}
             status = ChangeStatus(state="open", detail=later.reason)
         if status.state != "open":
-            return self._finish(status)
+            return self._finish(context, status)
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(hours=gitops.merge_timeout_hours)
         self.log.info("Waiting for the merge of %s until %s (%s).", ref.url,
                       deadline.isoformat(timespec="seconds"), status.detail)
@@ -85,9 +83,9 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
                 provider_for(gitops).close_change(ChangeRef.from_dict(self.opened["change"]),
                                                   f"Closed by Airflow: {message} (gitops.close_on_timeout).")
             raise AirflowSensorTimeout(message)
-        return self._finish(status)
+        return self._finish(context, status)
 
-    def _finish(self, status: ChangeStatus) -> dict[str, Any]:
+    def _finish(self, context: Context, status: ChangeStatus) -> dict[str, Any]:
         from model_lifecycle.registry import Tag
 
         version = self.registered["version"]
@@ -95,6 +93,7 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
         if status.state == "closed":
             reason = f"pull request closed without merge by {status.closed_by}: {status.detail}"
             self.registry.reject(version, reason, {Tag.CLOSED_BY: status.closed_by or "unknown"})
+            self.notify(context, "pr_closed", f"{name} v{version} is rejected: {reason}", version=version)
             raise AirflowFailException(f"{name} v{version} rejected: {reason}")
         approved_by = ", ".join(status.approved_by) or "none"
         self.registry.set_tags(version, {

@@ -1,29 +1,88 @@
-"""Verifying the rollout on KServe: deferrable until the InferenceService serves the new version on a
-new, ready, fully rolled-out revision; then the smoke request is sent to it and its answer checked."""
+"""Verifying the rollout of the merged change, and what happens when it fails.
+
+Target ``local``: the model at the URI the merged manifest names loads through MLflow and answers the
+spec's smoke request. Target ``kserve``: deferrable until the InferenceService serves the new version
+on a new, ready, fully rolled-out revision (``triggers/rollout.py``); then the smoke request is sent
+to it and its answer checked.
+
+A rollout that fails after the merge is not left half-done: the version is tagged with the reason, and
+with ``rollout.on_failed_rollout: revert`` a change pointing the InferenceService back at the
+production version is proposed; the task fails with both links in its message.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk import BaseSensorOperator
+from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from model_lifecycle.operators.base import ModelLifecycleOperator
+from model_lifecycle.specs import ModelSpec
 from model_lifecycle.triggers.rollout import TIMEOUT, InferenceServiceRolloutTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from model_lifecycle.rollout import Verdict
 
-class KServeRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
-    inputs = ('registered', 'merged')
-    template_fields: Sequence[str] = inputs
-    kubernetes_conn_id = "kubernetes_default"
+
+class VerifyRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
+    inputs = ("registered", "merged")
     ui_color = "#e5dbff"
+    kubernetes_conn_id = "kubernetes_default"
 
-    def execute(self, context: Context) -> None:
+    def execute(self, context: Context) -> str | None:
+        if self.spec.rollout.target == "local":
+            return self._verified(context, "local", self._verify_locally(context))
+        self._defer_to_kserve()
+        return None
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        if event["state"] == TIMEOUT:
+            self._rollout_failed(context, f"it did not complete within rollout.timeout_minutes "
+                                          f"({self.spec.rollout.timeout_minutes}): {event['reason']}; last "
+                                          f"observed conditions: {event['conditions'] or 'none'}")
+        if event["state"] == "failed":
+            self._rollout_failed(context, event["reason"])
+        details = [event["reason"]]
+        if self.spec.rollout.smoke_request is not None:
+            details.append(self._smoke_test_kserve(context, event["url"]))
+        return self._verified(context, "kserve", "; ".join(details))
+
+    # Target local ------------------------------------------------------------------------------
+
+    def _verify_locally(self, context: Context) -> str:
+        import mlflow.pyfunc
+        import numpy as np
+
+        from model_lifecycle.gitops import provider_for
+        from model_lifecycle.manifests import read_pinned_model
+        from model_lifecycle.rollout import check_pinned_model, check_smoke_answer
+
+        gitops = self.spec.gitops
+        isvc = gitops.inference_service
+        version = self.registered["version"]
+        text, commit = provider_for(gitops).read_file(self.merged["merge_sha"], gitops.manifest_path)
+        pinned = read_pinned_model(text, path=gitops.manifest_path, name=isvc.name, namespace=isvc.namespace)
+        verdicts = [self._require(context, check_pinned_model(
+            pinned, storage_uri=self.storage_uri(version), registered_model=self.spec.registered_model,
+            version=version))]
+        mlflow.set_tracking_uri(self.mlflow.tracking_uri)
+        try:
+            model = mlflow.pyfunc.load_model(pinned.storage_uri)
+        except Exception as error:  # noqa: BLE001 (any failure to load is the rollout's failure)
+            self._rollout_failed(context, f"the model at {pinned.storage_uri} does not load: {error}")
+        smoke = self.spec.rollout.smoke_request
+        if smoke is not None:
+            predictions = model.predict(np.asarray(smoke.instances))
+            verdicts.append(self._require(context, check_smoke_answer(smoke, list(predictions))))
+        return f"at {commit[:12]}: " + "; ".join(verdict.reason for verdict in verdicts)
+
+    # Target kserve -----------------------------------------------------------------------------
+
+    def _defer_to_kserve(self) -> None:
         from model_lifecycle.hooks.kserve import argocd_configured
         from model_lifecycle.registry import Tag
 
@@ -53,31 +112,7 @@ class KServeRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
             method_name="execute_complete",
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
-        from model_lifecycle.registry import Tag, now_iso
-
-        isvc = self.spec.gitops.inference_service
-        subject = f"rollout of {self.spec.registered_model} v{self.registered['version']} to " \
-                  f"{isvc.namespace}/{isvc.name}"
-        if event["state"] == TIMEOUT:
-            raise AirflowFailException(
-                f"{subject} did not complete within rollout.timeout_minutes "
-                f"({self.spec.rollout.timeout_minutes}): {event['reason']}; last observed conditions: "
-                f"{event['conditions'] or 'none'}"
-            )
-        if event["state"] == "failed":
-            raise AirflowFailException(f"{subject} failed: {event['reason']}")
-        details = [event["reason"]]
-        if self.spec.rollout.smoke_request is not None:
-            details.append(self._smoke_test(event["url"], subject))
-        detail = "; ".join(details)
-        self.log.info("Rollout verified: %s", detail)
-        version = self.registered["version"]
-        self.registry.set_tags(version, {Tag.ROLLOUT_TARGET: "kserve", Tag.ROLLOUT_DETAIL: detail})
-        self.registry.set_tags(version, {Tag.ROLLOUT_VERIFIED_AT: now_iso()}, keep_existing=True)
-        return detail
-
-    def _smoke_test(self, status_url: str | None, subject: str) -> str:
+    def _smoke_test_kserve(self, context: Context, status_url: str | None) -> str:
         import requests
 
         from model_lifecycle.rollout import check_smoke_answer, smoke_predictions, smoke_request_body
@@ -85,7 +120,7 @@ class KServeRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
         kserve = self.spec.rollout.kserve
         base = kserve.url or status_url
         if not base:
-            raise AirflowFailException(f"{subject}: the InferenceService has no status.url; set "
+            raise AirflowFailException(f"{self._subject()}: the InferenceService has no status.url; set "
                                        "rollout.kserve.url to where Airflow reaches it")
         name = self.spec.gitops.inference_service.name
         path = f"/v1/models/{name}:predict" if kserve.protocol == "v1" else f"/v2/models/{name}/infer"
@@ -94,13 +129,98 @@ class KServeRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
         response = requests.post(f"{base.rstrip('/')}{path}", json=smoke_request_body(kserve.protocol, smoke),
                                  timeout=60)
         if response.status_code != 200:
-            raise AirflowFailException(f"{subject}: the smoke request to {response.url} got HTTP "
-                                       f"{response.status_code}: {response.text[:500]}")
+            self._rollout_failed(context, f"the smoke request to {response.url} got HTTP "
+                                          f"{response.status_code}: {response.text[:500]}")
         try:
             predictions = smoke_predictions(kserve.protocol, response.json())
         except ValueError as error:
-            raise AirflowFailException(f"{subject}: {error}") from None
-        verdict = check_smoke_answer(smoke, predictions)
-        if not verdict.ok:
-            raise AirflowFailException(f"{subject}: {verdict.reason}")
+            self._rollout_failed(context, str(error))
+        verdict = self._require(context, check_smoke_answer(smoke, predictions))
         return f"{verdict.reason} from {response.url}"
+
+    # Outcomes ----------------------------------------------------------------------------------
+
+    def _require(self, context: Context, verdict: Verdict) -> Verdict:
+        if not verdict.ok:
+            self._rollout_failed(context, verdict.reason)
+        return verdict
+
+    def _subject(self) -> str:
+        isvc = self.spec.gitops.inference_service
+        return (f"rollout of {self.spec.registered_model} v{self.registered['version']} to "
+                f"{isvc.namespace}/{isvc.name}")
+
+    def _verified(self, context: Context, target: str, detail: str) -> str:
+        from model_lifecycle.registry import Tag, now_iso
+
+        version = self.registered["version"]
+        self.log.info("Rollout verified: %s", detail)
+        self.registry.set_tags(version, {Tag.ROLLOUT_TARGET: target, Tag.ROLLOUT_DETAIL: detail})
+        self.registry.set_tags(version, {Tag.ROLLOUT_VERIFIED_AT: now_iso()}, keep_existing=True)
+        return detail
+
+    def _rollout_failed(self, context: Context, reason: str) -> NoReturn:
+        from model_lifecycle.registry import Status, Tag
+
+        version = self.registered["version"]
+        change = self.registry.version(version).tags.get(Tag.PR_URL) or f"merge {self.merged['merge_sha']}"
+        if self.spec.rollout.on_failed_rollout == "revert":
+            revert = self._propose_revert(context, reason)
+        else:
+            revert = "none (rollout.on_failed_rollout is 'fail')"
+        self.registry.set_tags(version, {Tag.STATUS: Status.ROLLOUT_FAILED, Tag.ROLLOUT_FAILURE: reason,
+                                         Tag.REVERT: revert})
+        message = f"{self._subject()} failed: {reason}. The change: {change}. The revert: {revert}."
+        self.notify(context, "rollout_failed", message, version=version,
+                    links={"revert": revert if "://" in revert else ""})
+        raise AirflowFailException(message)
+
+    def _propose_revert(self, context: Context, reason: str) -> str:
+        """A change pointing the InferenceService back at the production version; its URL, or why
+        there is none."""
+        from model_lifecycle.gitops import ChangeRequest, provider_for
+        from model_lifecycle.manifests import pin_model_version
+        from model_lifecycle.policy import revert_branch
+
+        failed = self.registered["version"]
+        production = self.registry.production()
+        if production is None or production.version == failed:
+            return "none (no production version to go back to)"
+        gitops = self.spec.gitops
+        isvc = gitops.inference_service
+        name = self.spec.registered_model
+        storage_uri = self.storage_uri(production.version)
+
+        def pin_production(manifest: str) -> str:
+            return pin_model_version(
+                manifest, path=gitops.manifest_path, name=isvc.name, namespace=isvc.namespace,
+                storage_uri=storage_uri, registered_model=name, version=production.version,
+                run_id=production.run_id,
+            )
+
+        proposal = provider_for(gitops).propose(ChangeRequest(
+            branch=revert_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
+                                 version=failed),
+            base_branch=gitops.base_branch,
+            path=gitops.manifest_path,
+            edit=pin_production,
+            title=f"Revert InferenceService {isvc.namespace}/{isvc.name} to {name} v{production.version}",
+            body=(f"The rollout of {name} v{failed} failed after its merge: {reason}\n\n"
+                  f"This points InferenceService `{isvc.namespace}/{isvc.name}` back at the production "
+                  f"version {production.version} (`{storage_uri}`). Merging it is the approval.\n"),
+            labels=tuple(gitops.labels),
+            reviewers=tuple(gitops.reviewers),
+            team_reviewers=tuple(gitops.team_reviewers),
+        ))
+        if proposal.change is None:
+            return f"none needed ({gitops.base_branch} already pins v{production.version})"
+        self.log.warning("Proposed the revert to v%s: %s", production.version, proposal.change.url)
+        return proposal.change.url
+
+
+def rollout_task(spec: ModelSpec, **kwargs: Any) -> BaseOperator:
+    """The verify task; on target ``local`` it checks in the worker and is bounded by the rollout
+    timeout, on ``kserve`` the trigger's deadline bounds it."""
+    if spec.rollout.target == "local":
+        kwargs.setdefault("execution_timeout", dt.timedelta(minutes=spec.rollout.timeout_minutes))
+    return VerifyRolloutSensor(spec=spec, **kwargs)

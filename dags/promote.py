@@ -1,0 +1,74 @@
+"""The on-call Airflow DAG ``promote_model_version``: promote any version of any model, or roll back.
+
+resolve → open_pr → wait_for_merge → verify_rollout → promote_production: the same pull request,
+merge, verification and promotion record as retraining, without training or the gate. The trigger form
+lists the models of ``include/models/``; rolling back is promoting ``previous-production``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, AssetAlias, Param, chain
+
+from model_lifecycle.operators.gitops import OpenPullRequestOperator
+from model_lifecycle.operators.lifecycle import PromoteToProductionOperator, ResolveVersionOperator
+from model_lifecycle.policy import PROMOTION_POOL
+from model_lifecycle.sensors.merge import WaitForMergeSensor
+from model_lifecycle.sensors.rollout import VerifyRolloutSensor
+from model_lifecycle.specs import load_catalog
+
+MODEL = "{{ params.model }}"
+
+DOC_MD = """\
+# Promote a model version (or roll back)
+
+Pick the model, the version (a number, or an alias such as `previous-production`, `production`,
+`staging`), and say why. The run opens a pull request that points the model's InferenceService at
+that version; merging it is the approval; the rollout is verified as for retraining; then the version
+becomes Production and the one it replaces is archived as `previous-production`.
+
+**Rolling back** is promoting `previous-production`: the version that was in production before comes
+back, and the current one becomes `previous-production`, so rolling back twice returns to it.
+
+Only one promotion at a time goes to an InferenceService: while another run (of this DAG or of the
+model's retraining DAG) is promoting to it, `resolve` waits, deferred, and names the run it waits for
+in its log. An alias is resolved when the wait is over.
+
+The reason and who triggered the run are recorded on the version (`promotion.reason`,
+`promotion.requested_by`). Versions that were rejected by the gate or failed a rollout may be promoted
+on purpose: the log says so.
+"""
+
+models = sorted(load_catalog().specs)
+if models:
+    with DAG(
+        dag_id="promote_model_version",
+        description="Promote a chosen model version through GitOps, or roll back",
+        schedule=None,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        doc_md=DOC_MD,
+        tags=["model-lifecycle", "promote", "on-call"],
+        default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
+        params={
+            "model": Param(models[0], type="string", enum=models, title="Model"),
+            "version": Param("previous-production", type="string",
+                             pattern=r"^([0-9]+|[a-z0-9]([a-z0-9_-]*[a-z0-9])?)$", title="Version or alias",
+                             description="A version number, or an alias: previous-production rolls back."),
+            "reason": Param(type="string", minLength=10, maxLength=500, title="Reason",
+                            description="Why (at least 10 characters); recorded on the version."),
+        },
+    ):
+        resolve = ResolveVersionOperator(task_id="resolve", spec=MODEL, pool=PROMOTION_POOL)
+        open_pr = OpenPullRequestOperator(task_id="open_pr", spec=MODEL, plan=resolve.output,
+                                          registered=resolve.output, pool=PROMOTION_POOL)
+        wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", spec=MODEL, opened=open_pr.output,
+                                            registered=resolve.output)
+        verify = VerifyRolloutSensor(task_id="verify_rollout", spec=MODEL, registered=resolve.output,
+                                     merged=wait_for_merge.output)
+        production = PromoteToProductionOperator(
+            task_id="promote_production", spec=MODEL, registered=resolve.output,
+            outlets=[AssetAlias("model-lifecycle/production")],
+        )
+        chain(resolve, open_pr, wait_for_merge, verify, production)
