@@ -27,7 +27,10 @@ test: $(INSTALLED)  ## lint, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-bench: $(INSTALLED)  ## the mlflow_gc DAG's collection against plain `mlflow gc` (1,000 and 10,000 runs)
+bench: $(INSTALLED)  ## tables of DAG parse cost, cost of waiting, one run's orchestration, and mlflow_gc vs `mlflow gc` (1,000 and 10,000 runs: most of the ~15 minutes)
+	$(BIN)/python benchmarks/parse_cost.py
+	$(BIN)/python benchmarks/waiting_cost.py
+	$(BIN)/python benchmarks/orchestration.py
 	$(BIN)/python benchmarks/mlflow_gc.py --runs 1000 10000
 
 lock: $(INSTALLED)  ## re-resolve constraints.txt after changing a requirements file
