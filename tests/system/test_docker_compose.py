@@ -9,7 +9,8 @@ import inspect
 import json
 import re
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
         if match["escaped"]:
             return "$"
         name = match["name"] or match["bare"]
-        op, arg, value = match["op"] or "", match["arg"] or "", env.get(match["name"] or match["bare"])
+        op, arg, value = match["op"] or "", match["arg"] or "", env.get(name)
         is_set = value is not None and (value != "" or ":" not in op)
         if op in (":-", "-"):
             return value if is_set else arg
@@ -61,23 +62,26 @@ def resolve(node: Any, env: Mapping[str, str]) -> Any:
     return node
 
 
-def variables(node: Any) -> dict[str, set[str | None]]:
-    """Every variable the file's keys and values interpolate, with the defaults they give it (None:
-    none given)."""
-    if isinstance(node, dict):
-        strings = [*node, *node.values()]
+def strings(node: Any) -> Iterator[str]:
+    """Every key and value of a parsed YAML document that is a string."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(key)
+            yield from strings(value)
     elif isinstance(node, list):
-        strings = node
-    else:
-        return {}
+        for value in node:
+            yield from strings(value)
+
+
+def variables(document: Any) -> dict[str, set[str | None]]:
+    """Every variable the document interpolates, with the defaults it gives it (None: none given)."""
     found: dict[str, set[str | None]] = {}
-    for item in strings:
-        nested = variables(item) if not isinstance(item, str) else {}
-        for match in _VARIABLE.finditer(item) if isinstance(item, str) else ():
+    for text in strings(document):
+        for match in _VARIABLE.finditer(text):
             if name := match["name"] or match["bare"]:
-                nested.setdefault(name, set()).add(match["arg"] if match["op"] in (":-", "-") else None)
-        for name, defaults in nested.items():
-            found.setdefault(name, set()).update(defaults)
+                found.setdefault(name, set()).add(match["arg"] if match["op"] in (":-", "-") else None)
     return found
 
 
@@ -187,7 +191,7 @@ def connections_the_dags_use() -> tuple[set[str], set[str]]:
     from model_lifecycle.sensors.rollout import KServeRolloutSensor
     from model_lifecycle.specs import GitOps
 
-    def default(function: Any, parameter: str) -> str:
+    def default(function: Any, parameter: str) -> Any:
         return inspect.signature(function).parameters[parameter].default
 
     required = {
@@ -257,10 +261,12 @@ def test_mlflow_basic_auth_is_optional(basic_auth: str) -> None:
     assert document["services"]["mlflow"]["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "s3cret-password"
 
 
-def test_the_init_script_is_valid_bash() -> None:
+def test_the_init_script_is_valid_bash_and_writes_the_admins_password() -> None:
     script = init_script()
     result = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     snippet = re.search(r"python -c '(.*?)'", script, re.S)
     assert snippet is not None
-    compile(snippet[1], "airflow-init", "exec")
+    user = {"_AIRFLOW_WWW_USER_USERNAME": "ops", "_AIRFLOW_WWW_USER_PASSWORD": 'pa"ss word'}
+    written = subprocess.run([sys.executable, "-c", snippet[1]], env=user, capture_output=True, text=True)
+    assert json.loads(written.stdout) == {"ops": 'pa"ss word'}, written.stderr
