@@ -25,7 +25,8 @@ from embedded.airflow_env import airflow_environment
 from embedded.mlflow_server import free_port
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+# What GET /api/v2/monitor/health reports on, from each component's latest heartbeat in the database.
+HEARTBEATS = ("scheduler", "dag_processor", "triggerer")
 T = TypeVar("T")
 
 
@@ -192,7 +193,7 @@ def wait_until_started(api_url: str, processes: AirflowProcesses, timeout: float
             health = requests.get(f"{api_url}/api/v2/monitor/health", timeout=5).json()
         except (requests.RequestException, ValueError):
             return False
-        return all((health.get(key) or {}).get("status") == "healthy" for key in HEALTH_KEYS.values())
+        return all((health.get(key) or {}).get("status") == "healthy" for key in HEARTBEATS)
 
     wait_for("the Airflow components to report healthy", healthy, timeout=timeout, interval=1,
              on_timeout=lambda: "\n".join(f"--- {name}\n{processes.log_tail(name)}" for name in COMPONENTS))
