@@ -31,19 +31,23 @@ def postgres_user() -> tuple[str | None, str]:
 
 
 @contextmanager
-def fresh_postgres_database(user: str) -> Iterator[str]:
-    """A new, empty database for this session (dropped afterwards); yields its SQLAlchemy URI."""
+def fresh_postgres_database(user: str, prefix: str = "mlflow_gc") -> Iterator[str]:
+    """A new, empty database (dropped afterwards, also when the code using it fails; ``WITH (FORCE)``
+    closes connections a killed process left); yields its SQLAlchemy URI. The ``prefix`` says which
+    test made it."""
     import psycopg2
 
-    name = f"mlflow_gc_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(user=user, **POSTGRES)
     admin.autocommit = True
     try:
         with admin.cursor() as cursor:
             cursor.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+psycopg2://{user}@{POSTGRES['host']}:{POSTGRES['port']}/{name}"
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            yield f"postgresql+psycopg2://{user}@{POSTGRES['host']}:{POSTGRES['port']}/{name}"
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
 
