@@ -34,10 +34,13 @@ def airflow_run_url(airflow_ui: str, dag_id: str, run_id: str) -> str:
 
 class VersionLink(BaseOperatorLink):
     """A button on the tasks that work on a registered model version: the version, its MLflow run, its
-    pull request. The task's ``extra_link_urls`` are read when it ends, and kept in an XCom that the UI
-    reads, so the UI needs neither MLflow nor this plugin."""
+    pull request. The task's ``extra_link_urls`` are read when it ends (not when it defers), and kept
+    in an XCom that the UI reads, so the UI needs neither MLflow nor a plugin."""
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        # A task that defers is asked too: its process must exit at once, the trigger may fire soon.
+        if getattr(ti_key, "state", None) == "deferred":
+            return ""
         return getattr(operator, "extra_link_urls", {}).get(self.name, "")
 
 

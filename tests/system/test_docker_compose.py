@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
+from model_lifecycle.policy import PROMOTION_POOL
 from tests.support.api_specs import REPO, api_specs_dir
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -180,7 +181,8 @@ def copied_into(dockerfile: Path) -> None:
 
 
 def connections_the_dags_use() -> tuple[set[str], set[str]]:
-    """The connection ids in the package's code: those the DAGs need, and the optional ones."""
+    """The connection ids in the package's code: those the DAGs need, and the optional ones (Argo CD,
+    and email notifications; a webhook's connection is always named in the spec)."""
     from model_lifecycle.gc_config import KubernetesRunner
     from model_lifecycle.hooks.github import GitHubHook
     from model_lifecycle.hooks.kserve import ARGOCD_CONN_ID
@@ -188,8 +190,8 @@ def connections_the_dags_use() -> tuple[set[str], set[str]]:
     from model_lifecycle.operators.base import ModelLifecycleOperator
     from model_lifecycle.operators.gitops import OpenPullRequestOperator
     from model_lifecycle.operators.kubernetes_training import KubernetesTrainingOperator
-    from model_lifecycle.sensors.rollout import KServeRolloutSensor
-    from model_lifecycle.specs import GitOps
+    from model_lifecycle.sensors.rollout import VerifyRolloutSensor
+    from model_lifecycle.specs import Email, GitOps
 
     def default(function: Any, parameter: str) -> Any:
         return inspect.signature(function).parameters[parameter].default
@@ -197,11 +199,11 @@ def connections_the_dags_use() -> tuple[set[str], set[str]]:
     required = {
         MlflowHook.default_conn_name, default(ModelLifecycleOperator.__init__, "mlflow_conn_id"),
         GitHubHook.default_conn_name, GitOps.model_fields["connection_id"].default,
-        KServeRolloutSensor.kubernetes_conn_id, OpenPullRequestOperator.kubernetes_conn_id,
+        VerifyRolloutSensor.kubernetes_conn_id, OpenPullRequestOperator.kubernetes_conn_id,
         default(KubernetesTrainingOperator.__init__, "kubernetes_conn_id"),
         KubernetesRunner.model_fields["conn_id"].default,
     }
-    return required, {ARGOCD_CONN_ID}
+    return required, {ARGOCD_CONN_ID, Email.model_fields["connection_id"].default}
 
 
 def test_the_connections_are_exactly_those_the_dags_use() -> None:
@@ -246,7 +248,7 @@ def test_airflow_runs_its_four_components_on_the_local_executor() -> None:
                                                 "minio-init": {"condition": "service_completed_successfully"}}
     assert services["minio-init"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
     assert "mc mb --ignore-existing" in services["minio-init"]["command"][0]
-    assert "airflow pools set model_lifecycle_promotion 1 " in init_script()
+    assert f"airflow pools set {PROMOTION_POOL} 1 " in init_script()  # the pool the DAGs' tasks name
 
 
 @pytest.mark.parametrize("basic_auth", ["", "on"])

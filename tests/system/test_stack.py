@@ -33,6 +33,7 @@ import yaml
 from embedded.gitops_repo import Reviewer, create_gitops_repo, git, promotion_branches
 from embedded.mlflow_server import MlflowServer
 from embedded.polling import PollingThread
+from model_lifecycle.policy import PROMOTION_POOL
 from tests.conftest import DEMO_SPEC, EXAMPLE_MANIFEST
 from tests.support.airflow_stack import (
     COMPONENTS,
@@ -49,7 +50,6 @@ from tests.support.stores import S3Server, fresh_postgres_database, postgres_use
 pytestmark = pytest.mark.postgres
 
 DAG_ID = "retrain__demo"
-PROMOTION_POOL = "model_lifecycle_promotion"
 PROMOTION_TASKS = ["promote_staging", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
 USERNAME = "oncall"
 # Bounds for waits that normally end far sooner; a machine busy with other tests needs the margin.
