@@ -205,8 +205,13 @@ def test_older_window_than_production_is_not_promoted(write_spec, gitops_repo: P
 
 
 def test_version_that_fails_the_gate_is_rejected_not_crashed(write_spec, gitops_repo: Path,
-                                                             mlflow_client: Any) -> None:
+                                                             mlflow_client: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # An experiment chosen in the worker's environment (mlflow.set_experiment exports it) is not the
+    # trainer's: the spec's experiment is.
     spec = write_spec(evaluation={"metrics": {"accuracy": {"min": 0.999}}})
+    mlflow_client.create_experiment(spec.experiment)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", mlflow_client.create_experiment(f"{spec.name}-elsewhere"))
     run = manual_run(load_dag(spec.dag_id))
     found = states(run)
     assert run.state == "success"

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 TRAINER_DIR = PROJECT_ROOT / "include" / "training"
+INHERITED_MLFLOW_CHOICES = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 
 
 class LocalTrainingOperator(ModelLifecycleOperator):
@@ -38,7 +39,9 @@ class LocalTrainingOperator(ModelLifecycleOperator):
         if earlier is not None:
             return earlier
         environment = {
-            **os.environ,
+            # The worker's environment, less an MLflow experiment or run chosen there (mlflow sets
+            # MLFLOW_EXPERIMENT_ID on set_experiment): the contract's MLFLOW_EXPERIMENT_NAME decides.
+            **{key: value for key, value in os.environ.items() if key not in INHERITED_MLFLOW_CHOICES},
             **contract_environment(self, context, window, tracking_uri=self.mlflow.tracking_uri),
             **self.mlflow.credentials_env(),
         }
