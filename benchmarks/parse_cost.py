@@ -1,10 +1,11 @@
-"""What parsing the retrain DAGs costs the DAG processor, against a floor.
+"""What parsing the DAG files costs the DAG processor, against a floor.
 
 For 1, 50 and 200 model specs (copies of the demo spec, generated in a temporary folder) it parses
 ``dags/`` with Airflow's DagBag in a fresh interpreter, and compares with the floor: a DAG file that
-builds the same DAGs from EmptyOperator (one nine-task chain per spec, and the two-task ``mlflow_gc``,
-which ``dags/`` also holds). It prints the milliseconds per DAG of both, their ratio, and which heavy
-modules parsing imported. Airflow itself is imported before the clock starts, in both.
+builds the same DAGs from EmptyOperator (one nine-task chain per spec, the two-task ``mlflow_gc`` and
+the five-task ``promote_model_version``, which ``dags/`` also holds). It prints the milliseconds per
+DAG of both, their ratio, and which heavy modules parsing imported. Airflow itself is imported before
+the clock starts, in both.
 
     .venv/bin/python benchmarks/parse_cost.py [--repeat 5]
 """
@@ -42,8 +43,8 @@ PROBE = textwrap.dedent("""
 
 FLOOR = textwrap.dedent("""
     # The floor: DAGs with the same DAG arguments (timetable, params, doc_md, default_args, tags) and
-    # the same tasks as dags/retrain.py and dags/mlflow_gc.py, but from EmptyOperator and without
-    # model specs or configuration.
+    # the same tasks as dags/retrain.py, dags/mlflow_gc.py and dags/promote.py, but from EmptyOperator
+    # and without model specs or configuration.
     import datetime as dt
     from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param, chain
     from airflow.providers.standard.operators.empty import EmptyOperator
@@ -82,6 +83,21 @@ FLOOR = textwrap.dedent("""
         }},
     ):
         EmptyOperator(task_id="report") >> EmptyOperator(task_id="collect")
+
+    with DAG(
+        "floor__promote", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), catchup=False,
+        tags=["floor", "promote", "on-call"], doc_md="x" * 900,
+        default_args={{"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)}},
+        params={{
+            "model": Param("model000", type="string", enum=[f"model{{i:03d}}" for i in range({count})],
+                           title="Model"),
+            "version": Param("previous-production", type="string", pattern="^[a-z0-9-]+$",
+                             title="Version or alias", description="x" * 80),
+            "reason": Param(type="string", minLength=10, maxLength=500, title="Reason", description="x" * 60),
+        }},
+    ):
+        chain(*[EmptyOperator(task_id=task) for task in
+                ["resolve", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]])
 """)
 
 
@@ -116,7 +132,7 @@ def main() -> None:
             ours = [parse_seconds(ROOT / "dags", {**environment, "MODEL_LIFECYCLE_SPECS_DIR": str(specs)})
                     for _ in range(args.repeat)]
             floors = [parse_seconds(floor, environment) for _ in range(args.repeat)]
-            dags = count + 1  # and mlflow_gc
+            dags = count + 2  # and mlflow_gc and promote_model_version
             assert all(run["dags"] == dags and run["errors"] == 0 for run in ours + floors), (ours, floors)
             ours_ms = statistics.median(run["seconds"] for run in ours) * 1000 / dags
             floor_ms = statistics.median(run["seconds"] for run in floors) * 1000 / dags
