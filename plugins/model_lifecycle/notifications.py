@@ -61,7 +61,8 @@ class WebhookNotifier(BaseNotifier):
         import requests
         from airflow.sdk import BaseHook
 
-        url = connection_url(BaseHook.get_connection(self.connection_id), what="the webhook")
+        url = connection_url(BaseHook.get_connection(self.connection_id), what="the webhook",
+                             default_scheme="https")
         response = requests.post(url, json={"text": self.text}, timeout=10)
         response.raise_for_status()
 

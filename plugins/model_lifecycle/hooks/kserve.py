@@ -63,7 +63,7 @@ async def asynced_revision(application: str) -> tuple[str | None, str | None]:
     from airflow.sdk import BaseHook
 
     connection = await BaseHook.aget_connection(ARGOCD_CONN_ID)
-    base = connection_url(connection, what="Argo CD's API")
+    base = connection_url(connection, what="Argo CD's API", default_scheme="https")
     headers = {"Authorization": f"Bearer {connection.password}"} if connection.password else {}
     async with aiohttp.ClientSession(headers=headers) as session:
         async with session.get(f"{base.rstrip('/')}/api/v1/applications/{application}") as response:

@@ -70,14 +70,14 @@ class ResolveVersionOperator(ModelLifecycleOperator):
     version of the promotion steps."""
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from model_lifecycle.registry import Tag, now_iso
+        from model_lifecycle.registry import Status, Tag, now_iso
 
         params = context["params"]
         requested, reason = str(params["version"]).strip(), params["reason"]
         name = self.spec.registered_model
         version = self._resolve(requested)
         status = version.tags.get(Tag.STATUS)
-        if status in ("rejected", "rollout_failed"):
+        if status in (Status.REJECTED, Status.ROLLOUT_FAILED):
             self.log.warning("%s v%s was %s earlier (%s); promoting it as requested.", name,
                              version.version, status, version.tags.get(Tag.REJECTED_REASON)
                              or version.tags.get(Tag.ROLLOUT_FAILURE))
