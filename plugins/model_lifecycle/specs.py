@@ -43,6 +43,9 @@ _CRON_FIELD = r"^[\w*/,\-?LW#]+$"
 _GITHUB_REPOSITORY = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}"
 _GITHUB_LOGIN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"
 _GITHUB_TEAM = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+# Each cron field's name and what it accepts, in order.
+_CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day of month", "1-31"),
+                ("month", "1-12 or JAN-DEC"), ("day of week", "0-7 or SUN-SAT"))
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
@@ -304,7 +307,9 @@ class ModelSpec(Strict):
 
 
 def cron_expression(schedule: str) -> str:
-    """``schedule`` if it is a cron expression (five fields) or preset, else a ``ValueError``."""
+    """``schedule`` if it is a cron expression (five fields) or preset that Airflow's cron timetables
+    accept, else a ``ValueError`` that names the fields at fault. The check is croniter's, the library
+    those timetables schedule with, so what passes here also passes there."""
     if schedule in _CRON_PRESETS:
         return schedule
     fields = schedule.split()
@@ -312,7 +317,24 @@ def cron_expression(schedule: str) -> str:
         raise ValueError(
             f"{schedule!r} is not a cron expression (five fields, or one of {sorted(_CRON_PRESETS)})"
         )
+    if not _cron_accepts(fields):
+        # croniter names no field: try each field alone, the others left at "*".
+        at_fault = [f"{name} {field!r} (allowed: {allowed})"
+                    for index, ((name, allowed), field) in enumerate(zip(_CRON_FIELDS, fields, strict=True))
+                    if not _cron_accepts([*["*"] * index, field, *["*"] * (4 - index)])]
+        raise ValueError(f"{schedule!r} is not a valid cron expression: "
+                         + ("; ".join(at_fault) or "croniter does not accept it"))
     return schedule
+
+
+def _cron_accepts(fields: list[str]) -> bool:
+    from croniter import CroniterError, croniter
+
+    try:
+        croniter(" ".join(fields))
+    except CroniterError:
+        return False
+    return True
 
 
 class SpecError(ValueError):

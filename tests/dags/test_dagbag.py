@@ -149,17 +149,25 @@ def test_bad_gc_config_is_the_import_error_of_its_dag(tmp_path: Path,
     assert f"{config}: older_than: '30 days' is not a duration" in next(iter(bag.import_errors.values()))
 
 
-def test_bad_spec_is_an_import_error_and_other_models_still_load(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("edit", "problem"), [
+    (("lookback_days: 14", "lookback_days: soon"), "data.lookback_days: Input should be a valid integer"),
+    # Well-formed but out of range: the spec's error, not the timetable's on dags/retrain.py.
+    (('schedule: "0 3 * * *"', 'schedule: "61 25 * * *"'),
+     "schedule: '61 25 * * *' is not a valid cron expression: minute '61' (allowed: 0-59); "
+     "hour '25' (allowed: 0-23)"),
+])
+def test_bad_spec_is_an_import_error_and_other_models_still_load(
+        edit: tuple[str, str], problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copy(SHIPPED_SPECS / "demo.yaml", tmp_path / "demo.yaml")
     broken = (SHIPPED_SPECS / "demo.yaml").read_text().replace("name: demo", "name: broken")
-    (tmp_path / "broken.yaml").write_text(broken.replace("lookback_days: 14", "lookback_days: soon"))
+    assert edit[0] in broken
+    (tmp_path / "broken.yaml").write_text(broken.replace(*edit))
     bag = parse(tmp_path, monkeypatch)
     assert set(bag.dags) == {"retrain__demo", "mlflow_gc", "promote_model_version"}
     assert list(bag.import_errors) == [str(PROJECT_ROOT / "dags" / "model_spec_errors.py")]
     message = next(iter(bag.import_errors.values()))
     assert "1 model spec(s) are invalid" in message
-    assert f"{tmp_path / 'broken.yaml'}: data.lookback_days: Input should be a valid integer" in message
+    assert f"{tmp_path / 'broken.yaml'}: {problem}" in message
 
 
 def test_parsing_imports_nothing_heavy() -> None:

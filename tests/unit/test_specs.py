@@ -47,6 +47,8 @@ def test_shipped_specs_are_valid() -> None:
          "evaluation.metrics.accuracy.min: Input should be a valid number"),
         (lambda d: d["training"].update(backend="slurm"), "training.backend: Input should be 'local'"),
         (lambda d: d.update(schedule="every day"), "schedule: 'every day' is not a cron expression"),
+        (lambda d: d.update(schedule="0 3 * * 8"),
+         "schedule: '0 3 * * 8' is not a valid cron expression: day of week '8' (allowed: 0-7 or SUN-SAT)"),
         (lambda d: d.pop("registered_model"), "registered_model: Field required"),
         (lambda d: d["gitops"].update(manifest_path="../outside.yaml"), "gitops.manifest_path: "),
         (lambda d: d["gitops"]["inference_service"].update(name="Not_DNS"),
