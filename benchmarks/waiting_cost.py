@@ -113,7 +113,8 @@ async def run_trigger(trigger: BaseTrigger) -> dict[str, Any]:
 
 def github_provider(github: FakeGitHub) -> GitHubProvider:
     """A provider of its own, as each task and each trigger has (ETags are kept per provider)."""
-    from model_lifecycle.gitops.github import GitHubAccess, GitHubProvider
+    from model_lifecycle.gitops.github import GitHubProvider
+    from model_lifecycle.hooks.github import GitHubAccess
 
     return GitHubProvider(github.repository, GitHubAccess(api_url=github.url, token=github.token))
 
@@ -146,7 +147,7 @@ def wait_for_merge(github: FakeGitHub, gitops: GitOps, change: ChangeRef,
 
     assert github_provider(github).check(change).state == "open"
     trigger = merge_module.MergeTrigger(
-        gitops=gitops.model_dump(mode="json"), change=change.to_dict(),
+        gitops=gitops.model_dump(mode="json"), change=change.to_xcom(),
         deadline=(clock.now() + dt.timedelta(seconds=HOUR)).isoformat(),
         poll_interval=gitops.poll_interval_seconds)
     with clock.driving(merge_module):

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, AssetAlias, Param, chain
+from airflow.sdk import DAG, Param, chain
 
 from model_lifecycle.operators.gitops import OpenPullRequestOperator
-from model_lifecycle.operators.lifecycle import PromoteToProductionOperator, ResolveVersionOperator
+from model_lifecycle.operators.lifecycle import (
+    PRODUCTION_ALIAS,
+    PromoteToProductionOperator,
+    ResolveVersionOperator,
+)
 from model_lifecycle.policy import PROMOTION_POOL
 from model_lifecycle.sensors.merge import WaitForMergeSensor
 from model_lifecycle.sensors.rollout import VerifyRolloutSensor
@@ -61,14 +65,12 @@ if models:
         },
     ):
         resolve = ResolveVersionOperator(task_id="resolve", spec=MODEL, pool=PROMOTION_POOL)
-        open_pr = OpenPullRequestOperator(task_id="open_pr", spec=MODEL, plan=resolve.output,
-                                          registered=resolve.output, pool=PROMOTION_POOL)
-        wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", spec=MODEL, opened=open_pr.output,
+        open_pr = OpenPullRequestOperator(task_id="open_pr", spec=MODEL, registered=resolve.output,
+                                          pool=PROMOTION_POOL)
+        wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", spec=MODEL, proposal=open_pr.output,
                                             registered=resolve.output)
         verify = VerifyRolloutSensor(task_id="verify_rollout", spec=MODEL, registered=resolve.output,
-                                     merged=wait_for_merge.output)
-        production = PromoteToProductionOperator(
-            task_id="promote_production", spec=MODEL, registered=resolve.output,
-            outlets=[AssetAlias("model-lifecycle/production")],
-        )
+                                     merge=wait_for_merge.output)
+        production = PromoteToProductionOperator(task_id="promote_production", spec=MODEL,
+                                                 registered=resolve.output, outlets=[PRODUCTION_ALIAS])
         chain(resolve, open_pr, wait_for_merge, verify, production)

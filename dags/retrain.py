@@ -13,12 +13,12 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
 
 from model_lifecycle.operators.gitops import OpenPullRequestOperator
 from model_lifecycle.operators.lifecycle import (
+    PRODUCTION_ALIAS,
     EvaluateOperator,
     PlanOperator,
     PromoteToProductionOperator,
     PromoteToStagingOperator,
     RegisterOperator,
-    production_asset,
 )
 from model_lifecycle.operators.training import training_task
 from model_lifecycle.policy import PROMOTION_POOL
@@ -98,19 +98,18 @@ def retrain_dag(spec: ModelSpec) -> DAG:
             spec, task_id="train", plan=plan.output,
             execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes),
         )
-        register = RegisterOperator(task_id="register", plan=plan.output, spec=spec)
-        evaluate = EvaluateOperator(task_id="evaluate", plan=plan.output, registered=register.output,
-                                    spec=spec)
-        staging = PromoteToStagingOperator(task_id="promote_staging", registered=register.output,
-                                           spec=spec)
-        open_pr = OpenPullRequestOperator(task_id="open_pr", plan=plan.output, registered=register.output,
-                                          pool=PROMOTION_POOL, spec=spec)
-        wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", opened=open_pr.output,
-                                            registered=register.output, spec=spec)
+        register = RegisterOperator(task_id="register", spec=spec, plan=plan.output)
+        evaluate = EvaluateOperator(task_id="evaluate", spec=spec, plan=plan.output,
+                                    registered=register.output)
+        staging = PromoteToStagingOperator(task_id="promote_staging", spec=spec, registered=register.output)
+        open_pr = OpenPullRequestOperator(task_id="open_pr", spec=spec, registered=register.output,
+                                          pool=PROMOTION_POOL)
+        wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", spec=spec, proposal=open_pr.output,
+                                            registered=register.output)
         verify = rollout_task(spec, task_id="verify_rollout", registered=register.output,
-                              merged=wait_for_merge.output)
-        production = PromoteToProductionOperator(task_id="promote_production", registered=register.output,
-                                                 outlets=[production_asset(spec)], spec=spec)
+                              merge=wait_for_merge.output)
+        production = PromoteToProductionOperator(task_id="promote_production", spec=spec,
+                                                 registered=register.output, outlets=[PRODUCTION_ALIAS])
         chain(plan, train, register, evaluate, staging, open_pr, wait_for_merge, verify, production)
     return dag
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
-from model_lifecycle.hooks.http import connection_url
+from model_lifecycle.links import AIRFLOW_RUN, run_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from model_lifecycle.specs import Notifications
+    from model_lifecycle.specs import ModelSpec, Notifications
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,9 @@ class WebhookNotifier(BaseNotifier):
         self.text = text
 
     def notify(self, context: Context) -> None:
-        import requests
-        from airflow.sdk import BaseHook
+        from model_lifecycle.hooks.webhook import WebhookHook
 
-        url = connection_url(BaseHook.get_connection(self.connection_id), what="the webhook",
-                             default_scheme="https")
-        response = requests.post(url, json={"text": self.text}, timeout=10)
-        response.raise_for_status()
+        WebhookHook(self.connection_id).post_text(self.text)
 
 
 def send(settings: Notifications, message: Message, context: Context) -> list[str]:
@@ -90,3 +86,19 @@ def send(settings: Notifications, message: Message, context: Context) -> list[st
         else:
             reached.append(channel)
     return reached
+
+
+def notify(context: Context, spec: ModelSpec, event: str, text: str, *, version: str,
+           links: Mapping[str, str]) -> None:
+    """Tell whoever the spec names about ``event`` on ``version`` of the model, with ``links`` (the
+    version's, ``links.version_links``, and any other) and this Airflow run's."""
+    isvc = spec.gitops.inference_service
+    message = Message(
+        event=event,
+        title=f"[{event}] {spec.registered_model} v{version} for {isvc.namespace}/{isvc.name}",
+        text=text,
+        links={**links, AIRFLOW_RUN: run_url(context)},
+    )
+    reached = send(spec.notifications, message, context)
+    if reached:
+        log.info("Notified %s of %s.", " and ".join(reached), event)

@@ -69,8 +69,9 @@ def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) ->
         assert downstream in dag.task_dict[upstream].downstream_task_ids
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert dag.timetable.expression == "0 3 * * *"
+    # Through an alias: an event of the model's production asset is added only when production changes.
     assert [outlet.name for outlet in dag.task_dict["promote_production"].outlets] == [
-        "mlflow-model/demo-breast-cancer/production"]
+        "model-lifecycle/production"]
     assert dag.task_dict["wait_for_merge"].__class__.__name__ == "WaitForMergeSensor"
     assert [task.task_id for task in dag.tasks if task.pool == "model_lifecycle_promotion"] == ["open_pr"]
     linked = [task.task_id for task in dag.tasks if task.operator_extra_links]

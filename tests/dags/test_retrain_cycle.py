@@ -75,6 +75,7 @@ def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_rep
     assert v1.tags["evaluation.verdict"] == "passed"
     assert v1.tags["evaluation.baseline_version"] == "none"
     assert v1.tags["pr.merged_by"] == "Demo Reviewer <reviewer@example.com>"
+    assert v1.tags["pr.approved_by"] == "Demo Reviewer <reviewer@example.com>"  # merging is approving
     assert v1.tags["pr.merge_sha"] == git(gitops_repo, "rev-parse", "main").strip()
     assert v1.tags["airflow.run_id"] == first.run_id
     run = mlflow_client.get_run(v1.run_id)
@@ -114,6 +115,8 @@ def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_rep
         assert rerun_task(dag, first.run_id, task_id) == "failed"
     assert aliases(mlflow_client, spec) == {"production": "2", "previous-production": "1"}
     assert promotion_branches(gitops_repo) == []
+    # a rerun of the promotion that changed production changes nothing, and announces nothing again
+    assert rerun_task(dag, second.run_id, "promote_production") == "success"
 
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -237,6 +240,29 @@ def test_metric_the_run_lacks_fails_evaluation_naming_it(write_spec, mlflow_clie
     assert {found[task] for task in PROMOTION_TASKS} == {"upstream_failed"}
     assert "names metric(s) ['precision_at_10'] but the run logged only" in capsys.readouterr().out
     assert aliases(mlflow_client, spec) == {}
+    version = versions(mlflow_client, spec)["1"]  # and the version says why it went no further
+    assert version.tags["evaluation.verdict"] == "error"
+    assert "names metric(s) ['precision_at_10'] but the run logged only" in version.tags["evaluation.summary"]
+
+
+@pytest.mark.parametrize(("gitops", "problem"), [
+    ({"repository": "no-such-repository"}, "is not a git repository"),
+    ({"manifest_path": "models/elsewhere/inferenceservice.yaml"}, "does not exist at main"),
+    ({"inference_service": {"name": "someone-else", "namespace": "models"}}, "someone-else"),
+])
+def test_unusable_gitops_target_fails_before_staging_without_retries(
+        gitops: dict[str, Any], problem: str, write_spec, mlflow_client: Any) -> None:
+    spec = write_spec(gitops=gitops, retries=3)
+    run = manual_run(load_dag(spec.dag_id))
+    found = states(run)
+    assert found["evaluate"] == "success" and found["promote_staging"] == "failed"
+    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "promote_staging")
+    assert ti.try_number == 1  # a spec error: failed at once, not retried
+    version = versions(mlflow_client, spec)["1"]
+    assert version.current_stage == "None" and aliases(mlflow_client, spec) == {}  # nothing moved
+    assert version.tags["lifecycle.status"] == "registered"
+    reason = version.tags["promotion.blocked_reason"]
+    assert f"gitops of spec {spec.name!r}" in reason and problem in reason
 
 
 def test_branch_deleted_without_merge_rejects_the_version_at_once(write_spec, gitops_repo: Path,

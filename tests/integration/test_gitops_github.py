@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from model_lifecycle.gitops import ChangeRequest, GitOpsError, Proposal
-from model_lifecycle.gitops.github import GitHubAccess, GitHubProvider
+from model_lifecycle.gitops.github import GitHubProvider
+from model_lifecycle.hooks.github import GitHubAccess
 from model_lifecycle.manifests import pin_model_version, read_pinned_model
 from model_lifecycle.policy import promotion_branch, promotion_branch_prefix
 from model_lifecycle.specs import PROJECT_ROOT, GitOps
@@ -151,6 +152,9 @@ def test_errors_name_the_repository_and_what_is_wrong(github: FakeGitHub) -> Non
         provider(github).read_file("main", "apps/missing.yaml")
     with pytest.raises(GitOpsError, match="acme/gitops: no branch 'release'"):
         provider(github).propose(request(base_branch="release"))
+    elsewhere = GitHubProvider("acme/elsewhere", GitHubAccess(api_url=github.url, token=github.token))
+    with pytest.raises(GitOpsError, match="acme/elsewhere: no such repository, or the token cannot read it"):
+        elsewhere.read_file("main", MANIFEST)
     wrong_token = GitHubProvider(github.repository, GitHubAccess(api_url=github.url, token="not-it"))
     with pytest.raises(GitOpsError, match="401 Bad credentials .the token of the GitHub conn") as refusal:
         wrong_token.read_file("main", MANIFEST)
@@ -167,7 +171,7 @@ def trigger_for(change: Any, *, seconds: float = 30, **gitops: Any) -> MergeTrig
     spec = GitOps(provider="github", repository="acme/gitops", manifest_path=MANIFEST,
                   inference_service=ISVC, **gitops)
     deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-    return MergeTrigger(gitops=spec.model_dump(mode="json"), change=change.to_dict(),
+    return MergeTrigger(gitops=spec.model_dump(mode="json"), change=change.to_xcom(),
                         deadline=deadline.isoformat(), poll_interval=0.2)
 
 
@@ -271,12 +275,13 @@ def test_trigger_arguments_hold_no_token(github: FakeGitHub) -> None:
 
 
 def test_connection_without_a_token_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    from model_lifecycle.hooks.github import GitHubHook
+    from model_lifecycle.hooks.github import GitHubConnectionError, GitHubHook
 
     monkeypatch.setenv("AIRFLOW_CONN_GITHUB_EMPTY", json.dumps({"conn_type": "github"}))
-    with pytest.raises(GitOpsError, match="connection 'github_empty' has no token: set its password"):
-        GitHubHook("github_empty").access()
+    with pytest.raises(GitHubConnectionError,
+                       match="connection 'github_empty' has no token: set its password"):
+        GitHubHook("github_empty").get_conn()
     monkeypatch.setenv("AIRFLOW_CONN_GITHUB_GHE", json.dumps(
         {"conn_type": "github", "host": "ghe.example.com/api/v3", "password": "secret"}))
-    access = GitHubHook("github_ghe").access()
+    access = GitHubHook("github_ghe").get_conn()
     assert access.api_url == "https://ghe.example.com/api/v3" and "secret" not in repr(access)

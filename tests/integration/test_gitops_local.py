@@ -175,21 +175,21 @@ def test_trigger_waits_for_the_merge(repo: Path) -> None:
     timer = threading.Timer(1.0, lambda: git(repo, "merge", "--no-ff", "--quiet", "-m", "Merge",
                                              ref.branch, env=REVIEWER))
     timer.start()
-    event = first_event(trigger_for(repo, ref.to_dict(), seconds=20))
+    event = first_event(trigger_for(repo, ref.to_xcom(), seconds=20))
     assert event["state"] == "merged"
     assert event["status"]["merge_sha"] == git(repo, "rev-parse", "main").strip()
 
 
 def test_trigger_reports_a_deleted_branch_and_a_timeout(repo: Path) -> None:
     ref = LocalGitProvider(repo).propose(request()).change
-    assert first_event(trigger_for(repo, ref.to_dict(), seconds=0.5))["state"] == "timeout"
+    assert first_event(trigger_for(repo, ref.to_xcom(), seconds=0.5))["state"] == "timeout"
     git(repo, "branch", "-D", ref.branch)
-    assert first_event(trigger_for(repo, ref.to_dict(), seconds=20))["state"] == "closed"
+    assert first_event(trigger_for(repo, ref.to_xcom(), seconds=20))["state"] == "closed"
 
 
 def test_trigger_serialises_to_what_recreates_it(repo: Path) -> None:
     ref = LocalGitProvider(repo).propose(request()).change
-    trigger = trigger_for(repo, ref.to_dict(), seconds=5)
+    trigger = trigger_for(repo, ref.to_xcom(), seconds=5)
     classpath, kwargs = trigger.serialize()
     assert classpath == "model_lifecycle.triggers.merge.MergeTrigger"
     assert MergeTrigger(**kwargs).serialize() == (classpath, kwargs)

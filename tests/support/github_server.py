@@ -345,6 +345,8 @@ class FakeGitHub:
     def _route(self, request: Request, path: str) -> tuple[int, Any]:
         method = request.method
         prefix = f"/repos/{self.owner}/{self.name}"
+        if path == prefix and method == "GET":
+            return 200, self._full_repository()
         if not path.startswith(prefix + "/"):
             raise HTTPError(404, "Not Found")
         parts = [unquote(part) for part in path.removeprefix(prefix + "/").split("/")]
@@ -610,6 +612,15 @@ class FakeGitHub:
         repo.update(id=_id(self.repository), node_id=f"R_{_id(self.repository)}", name=self.name,
                     full_name=self.repository, owner=self._user(self.owner), html_url=self.html,
                     url=f"{self.url}/repos/{self.repository}")
+        return repo
+
+    def _full_repository(self) -> dict[str, Any]:
+        repo = _example("full-repository-default-response")
+        # Not a fork: no parent or source (GitHub's example shows a fork's, short of required fields).
+        for fork_only in ("parent", "source"):
+            repo.pop(fork_only, None)
+        repo.update({key: value for key, value in self._repo().items() if key in repo})
+        repo.setdefault("language", None)  # required by the schema, absent from the example
         return repo
 
     def _pull_full(self, pull: Pull) -> dict[str, Any]:

@@ -184,12 +184,12 @@ def connections_the_dags_use() -> tuple[set[str], set[str]]:
     """The connection ids in the package's code: those the DAGs need, and the optional ones (Argo CD,
     and email notifications; a webhook's connection is always named in the spec)."""
     from model_lifecycle.gc_config import KubernetesRunner
+    from model_lifecycle.hooks.argocd import ArgoCdHook
     from model_lifecycle.hooks.github import GitHubHook
-    from model_lifecycle.hooks.kserve import ARGOCD_CONN_ID
     from model_lifecycle.hooks.mlflow import MlflowHook
     from model_lifecycle.operators.base import ModelLifecycleOperator
     from model_lifecycle.operators.gitops import OpenPullRequestOperator
-    from model_lifecycle.operators.kubernetes_training import KubernetesTrainingOperator
+    from model_lifecycle.operators.training.kubernetes import KubernetesTrainingOperator
     from model_lifecycle.sensors.rollout import VerifyRolloutSensor
     from model_lifecycle.specs import Email, GitOps
 
@@ -203,7 +203,7 @@ def connections_the_dags_use() -> tuple[set[str], set[str]]:
         default(KubernetesTrainingOperator.__init__, "kubernetes_conn_id"),
         KubernetesRunner.model_fields["conn_id"].default,
     }
-    return required, {ARGOCD_CONN_ID, Email.model_fields["connection_id"].default}
+    return required, {ArgoCdHook.default_conn_name, Email.model_fields["connection_id"].default}
 
 
 def test_the_connections_are_exactly_those_the_dags_use() -> None:

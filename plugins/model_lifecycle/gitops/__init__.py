@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from model_lifecycle.gitops.base import (
     BaseMovedError,
-    ChangeRef,
     ChangeRequest,
     ChangeStatus,
     GitOpsError,
     GitOpsProvider,
     MergeRefused,
-    Proposal,
     RetryLater,
 )
+from model_lifecycle.results import ChangeRef, Proposal
 from model_lifecycle.specs import GitOps
 
 __all__ = ["BaseMovedError", "ChangeRef", "ChangeRequest", "ChangeStatus", "GitOpsError", "GitOpsProvider",
@@ -25,7 +24,7 @@ def provider_for(gitops: GitOps) -> GitOpsProvider:
         from model_lifecycle.gitops.github import GitHubProvider
         from model_lifecycle.hooks.github import GitHubHook
 
-        return GitHubProvider(gitops.repository, GitHubHook(gitops.connection_id).access())
+        return GitHubProvider(gitops.repository, GitHubHook(gitops.connection_id).get_conn())
     from model_lifecycle.gitops.local import LocalGitProvider
 
     return LocalGitProvider(gitops.repository_path())
@@ -38,6 +37,6 @@ async def provider_for_triggerer(gitops: GitOps) -> GitOpsProvider:
         from model_lifecycle.gitops.github import GitHubProvider
         from model_lifecycle.hooks.github import GitHubHook
 
-        access = await GitHubHook.aaccess(gitops.connection_id)
+        access = await GitHubHook(gitops.connection_id).aget_conn()
         return GitHubProvider(gitops.repository, access, max_inline_wait=0)
     return provider_for(gitops)

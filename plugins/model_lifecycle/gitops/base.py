@@ -1,8 +1,8 @@
 """One interface for every GitOps provider: read a file on a branch, propose a change, report its state.
 
-A *change* is what the provider calls a pull request (GitHub) or a branch (local git). Values that
-cross task boundaries (``ChangeRef``, ``ChangeStatus``) are small and JSON-serialisable, for XCom and
-for trigger arguments.
+A *change* is what the provider calls a pull request (GitHub) or a branch (local git). What crosses
+task boundaries is small and JSON-serialisable: ``results.ChangeRef`` and ``results.Proposal`` in XCom,
+``ChangeStatus`` in the merge trigger's events.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from model_lifecycle.policy import superseded_by
+from model_lifecycle.results import ChangeRef, Proposal
 
 log = logging.getLogger(__name__)
 
@@ -59,54 +60,28 @@ class ChangeRequest:
 
 
 @dataclass(frozen=True)
-class ChangeRef:
-    """Identifies an opened change; ``head_sha`` is the commit that carries the manifest edit."""
-
-    provider: str
-    branch: str
-    base_branch: str
-    head_sha: str
-    url: str
-    number: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChangeRef:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
-
-
-@dataclass(frozen=True)
 class ChangeStatus:
-    """Where a change stands. ``mergeable``: its checks have passed and it could be merged now."""
+    """Where a change stands. ``mergeable``: its checks have passed and it could be merged now.
+    ``approved_by``: who approved a merged change; empty when nobody did, None when it is not known."""
 
     state: Literal["open", "merged", "closed"]
     merge_sha: str | None = None
     merged_by: str | None = None
     merged_at: str | None = None
-    approved_by: tuple[str, ...] = ()
+    approved_by: tuple[str, ...] | None = None
     closed_by: str | None = None
     head_sha: str | None = None
     mergeable: bool = False
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "approved_by": list(self.approved_by)}
+        return {**asdict(self), "approved_by": None if self.approved_by is None else list(self.approved_by)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChangeStatus:
         values = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
-        return cls(**{**values, "approved_by": tuple(values.get("approved_by") or ())})
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """What ``propose`` did: ``change`` is the opened or adopted change, or None when the base branch
-    (at ``base_sha``) already carries the edit and there is nothing to propose."""
-
-    base_sha: str
-    change: ChangeRef | None
+        approved = values.get("approved_by")
+        return cls(**{**values, "approved_by": None if approved is None else tuple(approved)})
 
 
 class GitOpsProvider(ABC):

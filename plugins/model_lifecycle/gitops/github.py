@@ -25,13 +25,12 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from model_lifecycle.gitops.base import (
     BaseMovedError,
-    ChangeRef,
     ChangeRequest,
     ChangeStatus,
     GitOpsError,
@@ -39,10 +38,11 @@ from model_lifecycle.gitops.base import (
     MergeRefused,
     RetryLater,
 )
+from model_lifecycle.hooks.github import GitHubAccess
+from model_lifecycle.results import ChangeRef
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 MAX_INLINE_ATTEMPTS = 6
 MAX_BACKOFF_SECONDS = 60.0
@@ -51,27 +51,6 @@ PAGE_SIZE = 100
 READY_TO_MERGE = {"clean", "has_hooks", "unstable"}
 _SHA = re.compile(r"[0-9a-f]{40}")
 _SERVER_ERRORS = {500, 502, 503, 504}
-
-
-@dataclass(frozen=True)
-class GitHubAccess:
-    """Where the API is and the token for it (never shown in a repr)."""
-
-    api_url: str
-    token: str = field(repr=False)
-
-    @classmethod
-    def from_connection(cls, connection: Any) -> GitHubAccess:
-        """From an Airflow connection: password (or extra ``token``) is the token, host the API base URL
-        (``https://api.github.com`` when empty; GitHub Enterprise: ``https://HOST/api/v3``)."""
-        token = connection.password or connection.extra_dejson.get("token")
-        if not token:
-            raise GitOpsError(
-                f"connection {connection.conn_id!r} has no token: set its password (or extra.token) to a "
-                "GitHub token that may write the repository's contents and pull requests"
-            )
-        api_url = (connection.host or DEFAULT_API_URL).rstrip("/")
-        return cls(api_url=api_url if "://" in api_url else f"https://{api_url}", token=token)
 
 
 @dataclass(frozen=True)
@@ -143,6 +122,10 @@ class GitHubProvider(GitOpsProvider):
     def read_file(self, ref: str, path: str) -> tuple[str, str]:
         commit = ref if _SHA.fullmatch(ref) else self._branch_head(ref)
         if commit is None:
+            # GitHub answers 404 for the branch of a repository it does not show this token, too.
+            status, _ = self._call("GET", "", expect=(200, 404))
+            if status == 404:
+                raise GitOpsError(f"{self.repository}: no such repository, or the token cannot read it")
             raise GitOpsError(f"{self.repository}: no branch {ref!r}")
         status, content = self._call("GET", f"/contents/{quote(path, safe='')}", params={"ref": commit},
                                      expect=(200, 404))

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from model_lifecycle.gitops.base import (
     BaseMovedError,
-    ChangeRef,
     ChangeRequest,
     ChangeStatus,
     GitOpsError,
     GitOpsProvider,
 )
+from model_lifecycle.results import ChangeRef
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,11 @@ class LocalGitProvider(GitOpsProvider):
         if self._is_ancestor(head, base):
             merge_sha = self._merge_commit(head, base)
             merged_by, merged_at = self._merger(merge_sha, head, ref.base_branch)
-            return ChangeStatus(state="merged", merge_sha=merge_sha, merged_by=merged_by,
-                                merged_at=merged_at, detail=f"{head[:12]} is on {ref.base_branch}")
+            # Merging the branch is the approval: whoever merged it approved it.
+            return ChangeStatus(state="merged", merge_sha=merge_sha,
+                                merged_by=merged_by or "unknown (fast-forward merge)", merged_at=merged_at,
+                                approved_by=(merged_by,) if merged_by else None,
+                                detail=f"{head[:12]} is on {ref.base_branch}")
         if branch_head is None:
             return ChangeStatus(
                 state="closed",
@@ -147,7 +150,8 @@ class LocalGitProvider(GitOpsProvider):
         first_parent = self._git("rev-parse", f"{first}^1").strip()
         return head if first_parent == head else first
 
-    def _merger(self, merge_sha: str, head: str, base_branch: str) -> tuple[str, str]:
+    def _merger(self, merge_sha: str, head: str, base_branch: str) -> tuple[str | None, str]:
+        """Who merged (None when git cannot tell), and when."""
         if merge_sha != head:
             who, when = self._git("log", "-1", "--format=%cn <%ce>%x00%cI", merge_sha).strip().split("\0")
             return who, when
@@ -163,7 +167,7 @@ class LocalGitProvider(GitOpsProvider):
             if sha == head:
                 return who, selector[selector.find("{") + 1 : -1]
         when = self._git("log", "-1", "--format=%cI", head).strip()
-        return "unknown (fast-forward merge)", when
+        return None, when
 
     def _resolve(self, ref: str) -> str | None:
         try:

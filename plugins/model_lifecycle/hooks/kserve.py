@@ -1,75 +1,65 @@
-"""Reading InferenceServices (never writing them) through connection ``kubernetes_default``, and
-asking Argo CD, through connection ``argocd_default``, which revision an Application has synced.
+"""KServe through connection ``kubernetes_default``: reading InferenceServices (never writing them), and
+the smoke request to a served model over KServe's V1 or V2 inference protocol.
 
-The Argo CD connection is the API server's address, e.g.
-``AIRFLOW_CONN_ARGOCD_DEFAULT=https://:<token>@argocd.example.com``; its password is an API token
-with read access to the Application. Both are optional: without the connection, the rollout is
-judged from the InferenceService alone.
+The cncf provider's hooks own the Kubernetes connection (in-cluster, ``kube_config_path`` or
+``kube_config``); this hook asks them for the API client and speaks the KServe resource through it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model_lifecycle.hooks.http import connection_url
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from requests import Response
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-ARGOCD_CONN_ID = "argocd_default"
+SMOKE_TIMEOUT_SECONDS = 60
 
 
-def read_inference_service(conn_id: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """The InferenceService as the API serves it, or None when it does not exist (yet)."""
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-    from kubernetes.client.exceptions import ApiException
+class KServeHook(BaseHook):
+    conn_name_attr = "kubernetes_conn_id"
+    default_conn_name = "kubernetes_default"
+    conn_type = "kubernetes"
+    hook_name = "KServe (model lifecycle)"
 
-    try:
-        return KubernetesHook(conn_id=conn_id).get_custom_object(
-            group=GROUP, version=VERSION, plural=PLURAL, name=name, namespace=namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    def __init__(self, kubernetes_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.kubernetes_conn_id = kubernetes_conn_id
 
+    def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The InferenceService as the API serves it, or None when it does not exist (yet)."""
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+        from kubernetes.client.exceptions import ApiException
 
-async def aread_inference_service(conn_id: str, namespace: str, name: str) -> dict[str, Any] | None:
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
-    from kubernetes_asyncio.client import CustomObjectsApi
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    async with AsyncKubernetesHook(conn_id=conn_id).get_conn() as api_client:
         try:
-            return await CustomObjectsApi(api_client).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name)
+            return KubernetesHook(conn_id=self.kubernetes_conn_id).get_custom_object(
+                group=GROUP, version=VERSION, plural=PLURAL, name=name, namespace=namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
 
+    async def aget_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The same, from the triggerer's event loop."""
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+        from kubernetes_asyncio.client import CustomObjectsApi
+        from kubernetes_asyncio.client.exceptions import ApiException
 
-def argocd_configured() -> bool:
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+        async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as api_client:
+            try:
+                return await CustomObjectsApi(api_client).get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name)
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
 
-    try:
-        BaseHook.get_connection(ARGOCD_CONN_ID)
-    except AirflowNotFoundException:
-        return False
-    return True
+    @staticmethod
+    def infer(base_url: str, model: str, protocol: str, body: dict[str, Any]) -> Response:
+        """One inference request to the model served at ``base_url`` (V1 ``:predict`` or V2 ``infer``)."""
+        import requests
 
-
-async def asynced_revision(application: str) -> tuple[str | None, str | None]:
-    """(synced revision, sync status) of the Argo CD Application."""
-    import aiohttp
-    from airflow.sdk import BaseHook
-
-    connection = await BaseHook.aget_connection(ARGOCD_CONN_ID)
-    base = connection_url(connection, what="Argo CD's API", default_scheme="https")
-    headers = {"Authorization": f"Bearer {connection.password}"} if connection.password else {}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.get(f"{base.rstrip('/')}/api/v1/applications/{application}") as response:
-            if response.status != 200:
-                raise RuntimeError(f"Argo CD answered HTTP {response.status} for Application "
-                                   f"{application!r} ({ARGOCD_CONN_ID})")
-            sync = ((await response.json()).get("status") or {}).get("sync") or {}
-    revisions = sync.get("revisions") or [sync.get("revision")]
-    return (revisions[0] if revisions else None), sync.get("status")
+        path = f"/v1/models/{model}:predict" if protocol == "v1" else f"/v2/models/{model}/infer"
+        return requests.post(f"{base_url.rstrip('/')}{path}", json=body, timeout=SMOKE_TIMEOUT_SECONDS)

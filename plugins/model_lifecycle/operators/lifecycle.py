@@ -1,4 +1,5 @@
-"""The steps of the cycle that only read and write MLflow: plan, register, evaluate, Staging, Production."""
+"""The steps of the cycle that only read and write MLflow: plan, resolve, register, evaluate, Staging,
+Production."""
 
 from __future__ import annotations
 
@@ -10,13 +11,22 @@ from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
-from model_lifecycle.operators.base import ModelLifecycleOperator, run_type, run_url, window_of
+from model_lifecycle.lease import PromotionLeaseMixin
+from model_lifecycle.links import VERSION_LINKS, run_url, version_links
+from model_lifecycle.notifications import notify
+from model_lifecycle.operators.base import MLFLOW_CONN_ID, ModelLifecycleOperator, force_reason, run_type
 from model_lifecycle.policy import data_window, evaluate_gate, gate_fingerprint
+from model_lifecycle.promotion import PromotionService
+from model_lifecycle.results import Plan, ProductionChange, RegisteredVersion
 from model_lifecycle.specs import ModelSpec
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
     from mlflow.entities.model_registry import ModelVersion
+
+# Every model's production changes are announced through this alias: an event is added only when
+# production really changed, and it names the model's ``production_asset``.
+PRODUCTION_ALIAS = AssetAlias("model-lifecycle/production")
 
 
 def production_asset(spec: ModelSpec) -> Asset:
@@ -28,8 +38,29 @@ def production_asset(spec: ModelSpec) -> Asset:
     )
 
 
+class VersionOperator(ModelLifecycleOperator):
+    """An operator that works on a registered model version: the UI's buttons lead to it, its MLflow
+    run and its pull request (``links.VERSION_LINKS``)."""
+
+    operator_extra_links = VERSION_LINKS
+    registered: RegisteredVersion | XComArg | dict[str, str]
+
+    @property
+    def version(self) -> RegisteredVersion:
+        return RegisteredVersion.from_xcom(self.registered)
+
+    @property
+    def extra_link_urls(self) -> dict[str, str]:
+        """What the UI's buttons open; read when the task ends."""
+        return version_links(self.registry, self.mlflow.ui_url, self.version.version)
+
+
 class PlanOperator(ModelLifecycleOperator):
     """Chooses the data window and decides whether this run may promote (backfill safety)."""
+
+    def __init__(self, *, spec: ModelSpec | str, mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from model_lifecycle.registry import window_end
@@ -44,32 +75,28 @@ class PlanOperator(ModelLifecycleOperator):
         )
         kind = run_type(context)
         production = self.registry.production()
-        production_end = window_end(production) if production else None
-        decision = self.promotion_decision(context, window.end)
+        decision = PromotionService.of(self).decision(run_type=kind, window_end=window.end,
+                                                      force_reason=force_reason(context))
         start, end = window.as_strings()
         self.log.info("Data window %s to %s (%s days, source %s); run type %s.", start, end,
                       lookback_days, self.spec.data.source, kind)
-        self.log.info("Current production: %s.",
-                      f"v{production.version} (data up to {production_end})" if production else "none")
+        self.log.info("Current production: %s.", "none" if production is None
+                      else f"v{production.version} (data up to {window_end(production)})")
         self.log.info("Promotion %s: %s", "allowed" if decision.allowed else "NOT allowed", decision.reason)
-        return {
-            "window_start": start,
-            "window_end": end,
-            "lookback_days": lookback_days,
-            "run_type": kind,
-            "may_promote": decision.allowed,
-            "forced": decision.forced,
-            "decision": decision.reason,
-        }
+        return Plan(window=window, lookback_days=lookback_days, run_type=kind, may_promote=decision.allowed,
+                    forced=decision.forced, decision=decision.reason).to_xcom()
 
 
-class ResolveVersionOperator(ModelLifecycleOperator):
+class ResolveVersionOperator(PromotionLeaseMixin, ModelLifecycleOperator):
     """The version an on-call engineer asked to promote (a number or an alias such as
     ``previous-production``), taken on for promotion (one per InferenceService at a time), with the
-    request recorded on it: who, why, when. Its result stands in for both the plan and the registered
-    version of the promotion steps."""
+    request recorded on it: who, why, when, as the decision the promotion steps read."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def __init__(self, *, spec: ModelSpec | str, mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
+
+    def execute(self, context: Context) -> dict[str, str]:
         from model_lifecycle.registry import Status, Tag, now_iso
 
         params = context["params"]
@@ -81,6 +108,7 @@ class ResolveVersionOperator(ModelLifecycleOperator):
             self.log.warning("%s v%s was %s earlier (%s); promoting it as requested.", name,
                              version.version, status, version.tags.get(Tag.REJECTED_REASON)
                              or version.tags.get(Tag.ROLLOUT_FAILURE))
+        PromotionService.of(self).check_target(version.version)
         # After waiting for a promotion in flight, execute runs again: an alias is resolved anew.
         self.wait_for_turn(context, version.version)
         who = context["dag_run"].triggering_user_name or "unknown"
@@ -90,10 +118,7 @@ class ResolveVersionOperator(ModelLifecycleOperator):
             Tag.PROMOTION_DECISION: decision,
         })
         self.log.info("Promoting %s v%s (asked for %r), %s.", name, version.version, requested, decision)
-        return {"version": version.version, "run_id": version.run_id,
-                "window_start": version.tags.get(Tag.WINDOW_START, ""),
-                "window_end": version.tags.get(Tag.WINDOW_END, ""),
-                "decision": decision, "may_promote": True, "forced": True}
+        return RegisteredVersion(version=version.version, run_id=version.run_id).to_xcom()
 
     def _resolve(self, requested: str) -> ModelVersion:
         from mlflow.exceptions import MlflowException
@@ -118,12 +143,18 @@ class ResolveVersionOperator(ModelLifecycleOperator):
 class RegisterOperator(ModelLifecycleOperator):
     """Finds the run the trainer logged for this model and window, and registers one version from it."""
 
-    inputs = ("plan",)
+    template_fields = ("model", "plan")
+
+    def __init__(self, *, spec: ModelSpec | str, plan: Plan | XComArg, mlflow_conn_id: str = MLFLOW_CONN_ID,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
+        self.plan = plan
 
     def execute(self, context: Context) -> dict[str, str]:
         from model_lifecycle.registry import Tag
 
-        window = window_of(self.plan)
+        window = Plan.from_xcom(self.plan).window
         run = self.registry.finished_run(window)
         if run is None:
             start, end = window.as_strings()
@@ -138,24 +169,33 @@ class RegisterOperator(ModelLifecycleOperator):
         # The run links back to the Airflow run as well (the trainer cannot know the UI's address).
         self.registry.client.set_tag(run.info.run_id, Tag.RUN_URL, tags[Tag.RUN_URL])
         version = self.registry.register(run, tags)
-        return {"version": version.version, "run_id": run.info.run_id}
+        return RegisteredVersion(version=version.version, run_id=run.info.run_id).to_xcom()
 
 
-class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
+class EvaluateOperator(VersionOperator, SkipMixin):
     """The evaluation gate. A version that fails it, or a run that may not promote, ends here: the
     verdict and the reason are written to MLflow and every downstream task is skipped."""
 
-    inputs = ("plan", "registered")
+    template_fields = ("model", "plan", "registered")
+
+    def __init__(self, *, spec: ModelSpec | str, plan: Plan | XComArg,
+                 registered: RegisteredVersion | XComArg, mlflow_conn_id: str = MLFLOW_CONN_ID,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
+        self.plan = plan
+        self.registered = registered
 
     def execute(self, context: Context) -> None:
         from model_lifecycle.policy import MissingMetricError
         from model_lifecycle.registry import Tag
 
-        version, run_id = self.registered["version"], self.registered["run_id"]
+        plan = Plan.from_xcom(self.plan)
+        version, run_id = self.version.version, self.version.run_id
         name = self.spec.registered_model
         tags = self.registry.version(version).tags
         fingerprint = gate_fingerprint(self.spec.evaluation.metrics)
-        if tags.get(Tag.VERDICT) and tags.get(Tag.GATE) == fingerprint:
+        if tags.get(Tag.VERDICT) in ("passed", "rejected") and tags.get(Tag.GATE) == fingerprint:
             passed, summary = tags[Tag.VERDICT] == "passed", tags[Tag.SUMMARY]
             self.log.info("%s v%s was already evaluated against this gate: %s", name, version, summary)
         else:
@@ -169,10 +209,11 @@ class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
                     baseline_version=baseline.version if baseline else None,
                 )
             except MissingMetricError as error:
-                raise AirflowFailException(
-                    f"{name} v{version} (run {run_id}): {error} (evaluation.metrics of spec "
-                    f"{self.spec.name!r})"
-                ) from None
+                message = (f"{name} v{version} (run {run_id}): {error} (evaluation.metrics of spec "
+                           f"{self.spec.name!r})")
+                # The version says why it went no further, for whoever reads the registry.
+                self.registry.set_tags(version, {Tag.VERDICT: "error", Tag.SUMMARY: message})
+                raise AirflowFailException(message) from None
             passed, summary = result.passed, result.summary()
             self.registry.set_tags(version, {
                 Tag.VERDICT: "passed" if passed else "rejected",
@@ -183,20 +224,19 @@ class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
             })
             if not passed:
                 self.registry.reject(version, f"evaluation gate: {summary}")
-                self.notify(context, "rejected", f"The evaluation gate rejected {name} v{version}: {summary}",
-                            version=version)
+                notify(context, self.spec, "rejected", f"The evaluation gate rejected {name} v{version}: "
+                       f"{summary}", version=version, links=self.extra_link_urls)
 
-        decision = {Tag.PROMOTION_DECISION: self.plan["decision"]}
-        if self.plan["forced"]:
-            decision[Tag.FORCED_REASON] = self.plan["decision"]
+        decision = {Tag.PROMOTION_DECISION: plan.decision}
+        if plan.forced:
+            decision[Tag.FORCED_REASON] = plan.decision
         self.registry.set_tags(version, decision)
         self.registry.tag_run(run_id, decision)
 
         if not passed:
             self.log.warning("REJECTED by the evaluation gate: %s v%s: %s", name, version, summary)
-        elif not self.plan["may_promote"]:
-            self.log.warning("NOT PROMOTED: %s v%s passed the gate, but %s", name, version,
-                             self.plan["decision"])
+        elif not plan.may_promote:
+            self.log.warning("NOT PROMOTED: %s v%s passed the gate, but %s", name, version, plan.decision)
         else:
             self.log.info("PASSED the evaluation gate: %s v%s: %s", name, version, summary)
             return
@@ -204,12 +244,31 @@ class EvaluateOperator(ModelLifecycleOperator, SkipMixin):
         self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
 
 
-class PromoteToStagingOperator(ModelLifecycleOperator):
-    inputs = ("registered",)
+class PromoteToStagingOperator(VersionOperator):
+    """Stage Staging and the staging alias, once the GitOps target is known to take a proposal: a
+    spec whose repository, branch, manifest or InferenceService is wrong fails here, before anything
+    moves, and the version says why."""
+
+    template_fields = ("model", "registered")
+
+    def __init__(self, *, spec: ModelSpec | str, registered: RegisteredVersion | XComArg,
+                 mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
+        self.registered = registered
 
     def execute(self, context: Context) -> None:
-        version = self.registered["version"]
-        self.require_promotion_allowed(context, version)
+        from model_lifecycle.promotion import TargetUnusable
+        from model_lifecycle.registry import Tag
+
+        version = self.version.version
+        promotion = PromotionService.of(self)
+        promotion.require_allowed(version, run_type=run_type(context), force_reason=force_reason(context))
+        try:
+            promotion.check_target(version)
+        except TargetUnusable as error:
+            self.registry.set_tags(version, {Tag.BLOCKED_REASON: str(error)})
+            raise
         name = self.spec.registered_model
         if self.registry.promote_to_staging(version):
             self.log.info("%s v%s is in stage Staging with alias %r.", name, version,
@@ -218,16 +277,24 @@ class PromoteToStagingOperator(ModelLifecycleOperator):
             self.log.info("%s v%s is already past Staging; left as it is.", name, version)
 
 
-class PromoteToProductionOperator(ModelLifecycleOperator):
-    """Marks the verified version Production, archives the one it replaces, and announces it through
-    the ``production_asset`` (give it as the task's outlet)."""
+class PromoteToProductionOperator(VersionOperator):
+    """Marks the verified version Production, archives the one it replaces, and announces it: an event
+    of the model's ``production_asset``, through ``PRODUCTION_ALIAS`` (give it as the task's outlet),
+    only when production changed, so a rerun of this task triggers nothing downstream."""
 
-    inputs = ("registered",)
+    template_fields = ("model", "registered")
 
-    def execute(self, context: Context) -> dict[str, str | None]:
-        version = self.registered["version"]
+    def __init__(self, *, spec: ModelSpec | str, registered: RegisteredVersion | XComArg,
+                 mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
+        self.registered = registered
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        version = self.version.version
         name = self.spec.registered_model
-        self.require_promotion_allowed(context, version)
+        PromotionService.of(self).require_allowed(version, run_type=run_type(context),
+                                                  force_reason=force_reason(context))
         current = self.registry.production()
         previous = self.registry.promote_to_production(version)
         record = self.registry.version(version).tags
@@ -235,15 +302,17 @@ class PromoteToProductionOperator(ModelLifecycleOperator):
                       f"; v{previous} is archived with alias {self.spec.aliases.previous_production!r}"
                       if previous else "")
         self.log.info("Promotion record:\n%s", json.dumps(record, indent=2, sort_keys=True))
-        extra = {"registered_model": name, "version": version, "run_id": self.registered["run_id"],
+        change = ProductionChange(version=version, previous_version=previous,
+                                  changed=current is None or current.version != version)
+        if not change.changed:
+            self.log.info("%s v%s was in Production already: nothing to announce.", name, version)
+            return change.to_xcom()
+        extra = {"registered_model": name, "version": version, "run_id": self.version.run_id,
                  "previous_version": previous}
         for outlet in self.outlets:
-            if isinstance(outlet, AssetAlias):  # a DAG that promotes any model names it at run time
+            if isinstance(outlet, AssetAlias):
                 context["outlet_events"][outlet].add(production_asset(self.spec), extra=extra)
-            else:
-                context["outlet_events"][outlet].extra = extra
-        if current is None or current.version != version:
-            self.notify(context, "promoted", f"{name} v{version} is in Production"
-                        + (f"; v{previous} is archived as {self.spec.aliases.previous_production}"
-                           if previous else "") + ".", version=version)
-        return {"version": version, "previous_version": previous}
+        notify(context, self.spec, "promoted", f"{name} v{version} is in Production"
+               + (f"; v{previous} is archived as {self.spec.aliases.previous_production}" if previous else "")
+               + ".", version=version, links=self.extra_link_urls)
+        return change.to_xcom()

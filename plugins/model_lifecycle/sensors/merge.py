@@ -8,17 +8,21 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from model_lifecycle.operators.base import ModelLifecycleOperator
-from model_lifecycle.operators.gitops import ALREADY_ON_BASE
+from model_lifecycle.notifications import notify
+from model_lifecycle.operators.base import MLFLOW_CONN_ID
+from model_lifecycle.operators.lifecycle import VersionOperator
+from model_lifecycle.results import Merge, Proposal
 from model_lifecycle.triggers.merge import ERROR, TIMEOUT, MergeTrigger
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from model_lifecycle.gitops import ChangeStatus
+    from model_lifecycle.results import RegisteredVersion
+    from model_lifecycle.specs import ModelSpec
 
 
-class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
+class WaitForMergeSensor(VersionOperator, BaseSensorOperator):
     """Deferrable: checks once, then waits in the triggerer without holding a worker slot.
 
     Merged: the merge SHA, who merged, who approved and when go to XCom and to the version's MLflow tags.
@@ -28,20 +32,29 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
     change whose required checks have passed is merged by the wait itself.
     """
 
-    inputs = ("opened", "registered")
+    template_fields = ("model", "proposal", "registered")
     ui_color = "#fff3bf"
 
+    def __init__(self, *, spec: ModelSpec | str, proposal: Proposal | XComArg,
+                 registered: RegisteredVersion | XComArg, mlflow_conn_id: str = MLFLOW_CONN_ID,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
+        self.proposal = proposal
+        self.registered = registered
+
     def execute(self, context: Context) -> dict[str, Any]:
-        from model_lifecycle.gitops import ChangeRef, ChangeStatus, MergeRefused, RetryLater, provider_for
+        from model_lifecycle.gitops import ChangeStatus, MergeRefused, RetryLater, provider_for
 
         gitops = self.spec.gitops
-        if self.opened["state"] == ALREADY_ON_BASE:
+        proposal = Proposal.from_xcom(self.proposal)
+        ref = proposal.change
+        if ref is None:
             return self._finish(context, ChangeStatus(
-                state="merged", merge_sha=self.opened["base_sha"],
+                state="merged", merge_sha=proposal.base_sha,
                 merged_by=f"(already on {gitops.base_branch}; no pull request was needed)",
                 merged_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             ))
-        ref = ChangeRef.from_dict(self.opened["change"])
         first_check = None
         try:
             status = provider_for(gitops).check(ref, auto_merge=gitops.auto_merge)
@@ -59,7 +72,7 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
         self.defer(
             trigger=MergeTrigger(
                 gitops=gitops.model_dump(mode="json"),
-                change=ref.to_dict(),
+                change=ref.to_xcom(),
                 deadline=deadline.isoformat(),
                 poll_interval=gitops.poll_interval_seconds,
                 first_check=first_check,
@@ -68,9 +81,11 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        from model_lifecycle.gitops import ChangeRef, ChangeStatus, provider_for
+        from model_lifecycle.gitops import ChangeStatus, provider_for
 
-        url = self.opened["change"]["url"]
+        ref = Proposal.from_xcom(self.proposal).change
+        assert ref is not None, "only a proposed change is waited for"
+        url = ref.url
         if event["state"] == ERROR:
             failure = AirflowException if event["retry"] else AirflowFailException
             raise failure(f"{url}: {event['message']}")
@@ -80,27 +95,38 @@ class WaitForMergeSensor(ModelLifecycleOperator, BaseSensorOperator):
             message = (f"{url} was not merged within gitops.merge_timeout_hours "
                        f"({gitops.merge_timeout_hours} h) of spec {self.spec.name!r}: {status.detail}")
             if gitops.close_on_timeout:
-                provider_for(gitops).close_change(ChangeRef.from_dict(self.opened["change"]),
-                                                  f"Closed by Airflow: {message} (gitops.close_on_timeout).")
+                provider_for(gitops).close_change(ref, f"Closed by Airflow: {message} "
+                                                       "(gitops.close_on_timeout).")
             raise AirflowSensorTimeout(message)
         return self._finish(context, status)
 
     def _finish(self, context: Context, status: ChangeStatus) -> dict[str, Any]:
         from model_lifecycle.registry import Tag
 
-        version = self.registered["version"]
+        version = self.version.version
         name = self.spec.registered_model
         if status.state == "closed":
             reason = f"pull request closed without merge by {status.closed_by}: {status.detail}"
             self.registry.reject(version, reason, {Tag.CLOSED_BY: status.closed_by or "unknown"})
-            self.notify(context, "pr_closed", f"{name} v{version} is rejected: {reason}", version=version)
+            notify(context, self.spec, "pr_closed", f"{name} v{version} is rejected: {reason}",
+                   version=version, links=self.extra_link_urls)
             raise AirflowFailException(f"{name} v{version} rejected: {reason}")
-        approved_by = ", ".join(status.approved_by) or "none"
+        merge = Merge(merge_sha=status.merge_sha or "", merged_by=status.merged_by or "unknown",
+                      merged_at=status.merged_at or "", approved_by=status.approved_by)
         self.registry.set_tags(version, {
-            Tag.MERGE_SHA: status.merge_sha, Tag.MERGED_BY: status.merged_by, Tag.MERGED_AT: status.merged_at,
-            Tag.APPROVED_BY: approved_by,
+            Tag.MERGE_SHA: merge.merge_sha, Tag.MERGED_BY: merge.merged_by, Tag.MERGED_AT: merge.merged_at,
+            Tag.APPROVED_BY: approval(merge),
         }, keep_existing=True)
-        self.log.info("Merged as %s by %s at %s (approved by %s).", status.merge_sha, status.merged_by,
-                      status.merged_at, approved_by)
-        return {"merge_sha": status.merge_sha, "merged_by": status.merged_by, "merged_at": status.merged_at,
-                "approved_by": list(status.approved_by)}
+        self.log.info("Merged as %s by %s at %s (approved by %s).", merge.merge_sha, merge.merged_by,
+                      merge.merged_at, approval(merge))
+        return merge.to_xcom()
+
+
+def approval(merge: Merge) -> str:
+    """The ``pr.approved_by`` tag: who approved, or, told apart, that nobody did or that it is unknown.
+    The two words in parentheses cannot be logins (GitHub logins have no spaces or parentheses)."""
+    if merge.approved_by is None:
+        return "(unknown: the merge does not say who approved it)"
+    if not merge.approved_by:
+        return "(nobody: merged without an approving review)"
+    return ", ".join(merge.approved_by)

@@ -13,33 +13,54 @@ production version is proposed; the task fails with both links in its message.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from model_lifecycle.operators.base import ModelLifecycleOperator
+from model_lifecycle.notifications import notify
+from model_lifecycle.operators.base import MLFLOW_CONN_ID
+from model_lifecycle.operators.lifecycle import VersionOperator
+from model_lifecycle.promotion import KUBERNETES_CONN_ID, PromotionService
+from model_lifecycle.results import Merge, Rollout
 from model_lifecycle.specs import ModelSpec
 from model_lifecycle.triggers.rollout import TIMEOUT, InferenceServiceRolloutTrigger
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
+    from model_lifecycle.results import RegisteredVersion
     from model_lifecycle.rollout import Verdict
 
 
-class VerifyRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
-    inputs = ("registered", "merged")
+class VerifyRolloutSensor(VersionOperator, BaseSensorOperator):
+    template_fields = ("model", "registered", "merge")
     ui_color = "#e5dbff"
-    kubernetes_conn_id = "kubernetes_default"
 
-    def execute(self, context: Context) -> str | None:
+    def __init__(self, *, spec: ModelSpec | str, registered: RegisteredVersion | XComArg,
+                 merge: Merge | XComArg, mlflow_conn_id: str = MLFLOW_CONN_ID,
+                 kubernetes_conn_id: str = KUBERNETES_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
+        self.registered = registered
+        self.merge = merge
+        self.kubernetes_conn_id = kubernetes_conn_id
+
+    @property
+    def merged(self) -> Merge:
+        return Merge.from_xcom(self.merge)
+
+    @property
+    def promotion(self) -> PromotionService:
+        return PromotionService.of(self)
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
         if self.spec.rollout.target == "local":
             return self._verified(context, "local", self._verify_locally(context))
         self._defer_to_kserve()
         return None
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         if event["state"] == TIMEOUT:
             self._rollout_failed(context, f"it did not complete within rollout.timeout_minutes "
                                           f"({self.spec.rollout.timeout_minutes}): {event['reason']}; last "
@@ -63,12 +84,12 @@ class VerifyRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
 
         gitops = self.spec.gitops
         isvc = gitops.inference_service
-        version = self.registered["version"]
-        text, commit = provider_for(gitops).read_file(self.merged["merge_sha"], gitops.manifest_path)
+        version = self.version.version
+        text, commit = provider_for(gitops).read_file(self.merged.merge_sha, gitops.manifest_path)
         pinned = read_pinned_model(text, path=gitops.manifest_path, name=isvc.name, namespace=isvc.namespace)
         verdicts = [self._require(context, check_pinned_model(
-            pinned, storage_uri=self.storage_uri(version), registered_model=self.spec.registered_model,
-            version=version))]
+            pinned, storage_uri=self.promotion.storage_uri(version),
+            registered_model=self.spec.registered_model, version=version))]
         mlflow.set_tracking_uri(self.mlflow.tracking_uri)
         try:
             model = mlflow.pyfunc.load_model(pinned.storage_uri)
@@ -83,16 +104,16 @@ class VerifyRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
     # Target kserve -----------------------------------------------------------------------------
 
     def _defer_to_kserve(self) -> None:
-        from model_lifecycle.hooks.kserve import argocd_configured
+        from model_lifecycle.hooks.argocd import ArgoCdHook
         from model_lifecycle.registry import Tag
 
         isvc = self.spec.gitops.inference_service
-        version = self.registered["version"]
+        version = self.version.version
         application = None
-        if argocd_configured():
+        if ArgoCdHook.configured():
             application = self.spec.rollout.kserve.argocd_application or isvc.name
             self.log.info("Argo CD is configured: Application %r must sync %s first.", application,
-                          self.merged["merge_sha"])
+                          self.merged.merge_sha)
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=self.spec.rollout.timeout_minutes)
         previous = self.registry.version(version).tags.get(Tag.PREVIOUS_REVISION)
         self.log.info("Waiting until %s/%s serves v%s on a revision newer than %r, until %s.", isvc.namespace,
@@ -102,9 +123,9 @@ class VerifyRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
                 kubernetes_conn_id=self.kubernetes_conn_id,
                 namespace=isvc.namespace,
                 name=isvc.name,
-                storage_uri=self.storage_uri(version),
+                storage_uri=self.promotion.storage_uri(version),
                 previous_revision=previous,
-                merge_sha=self.merged["merge_sha"],
+                merge_sha=self.merged.merge_sha,
                 argocd_application=application,
                 deadline=deadline.isoformat(),
                 poll_interval=self.spec.rollout.kserve.poll_interval_seconds,
@@ -113,8 +134,7 @@ class VerifyRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
         )
 
     def _smoke_test_kserve(self, context: Context, status_url: str | None) -> str:
-        import requests
-
+        from model_lifecycle.hooks.kserve import KServeHook
         from model_lifecycle.rollout import check_smoke_answer, smoke_predictions, smoke_request_body
 
         kserve = self.spec.rollout.kserve
@@ -122,12 +142,10 @@ class VerifyRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
         if not base:
             raise AirflowFailException(f"{self._subject()}: the InferenceService has no status.url; set "
                                        "rollout.kserve.url to where Airflow reaches it")
-        name = self.spec.gitops.inference_service.name
-        path = f"/v1/models/{name}:predict" if kserve.protocol == "v1" else f"/v2/models/{name}/infer"
         smoke = self.spec.rollout.smoke_request
         assert smoke is not None
-        response = requests.post(f"{base.rstrip('/')}{path}", json=smoke_request_body(kserve.protocol, smoke),
-                                 timeout=60)
+        response = KServeHook.infer(base, self.spec.gitops.inference_service.name, kserve.protocol,
+                                    smoke_request_body(kserve.protocol, smoke))
         if response.status_code != 200:
             self._rollout_failed(context, f"the smoke request to {response.url} got HTTP "
                                           f"{response.status_code}: {response.text[:500]}")
@@ -147,75 +165,33 @@ class VerifyRolloutSensor(ModelLifecycleOperator, BaseSensorOperator):
 
     def _subject(self) -> str:
         isvc = self.spec.gitops.inference_service
-        return (f"rollout of {self.spec.registered_model} v{self.registered['version']} to "
+        return (f"rollout of {self.spec.registered_model} v{self.version.version} to "
                 f"{isvc.namespace}/{isvc.name}")
 
-    def _verified(self, context: Context, target: str, detail: str) -> str:
+    def _verified(self, context: Context, target: Literal["local", "kserve"], detail: str) -> dict[str, Any]:
         from model_lifecycle.registry import Tag, now_iso
 
-        version = self.registered["version"]
+        version = self.version.version
         self.log.info("Rollout verified: %s", detail)
         self.registry.set_tags(version, {Tag.ROLLOUT_TARGET: target, Tag.ROLLOUT_DETAIL: detail})
         self.registry.set_tags(version, {Tag.ROLLOUT_VERIFIED_AT: now_iso()}, keep_existing=True)
-        return detail
+        return Rollout(target=target, detail=detail).to_xcom()
 
     def _rollout_failed(self, context: Context, reason: str) -> NoReturn:
         from model_lifecycle.registry import Status, Tag
 
-        version = self.registered["version"]
-        change = self.registry.version(version).tags.get(Tag.PR_URL) or f"merge {self.merged['merge_sha']}"
+        version = self.version.version
+        change = self.registry.version(version).tags.get(Tag.PR_URL) or f"merge {self.merged.merge_sha}"
         if self.spec.rollout.on_failed_rollout == "revert":
-            revert = self._propose_revert(context, reason)
+            revert = self.promotion.propose_revert(version, reason)
         else:
             revert = "none (rollout.on_failed_rollout is 'fail')"
         self.registry.set_tags(version, {Tag.STATUS: Status.ROLLOUT_FAILED, Tag.ROLLOUT_FAILURE: reason,
                                          Tag.REVERT: revert})
         message = f"{self._subject()} failed: {reason}. The change: {change}. The revert: {revert}."
-        self.notify(context, "rollout_failed", message, version=version,
-                    links={"revert": revert if "://" in revert else ""})
+        notify(context, self.spec, "rollout_failed", message, version=version,
+               links={**self.extra_link_urls, "revert": revert if "://" in revert else ""})
         raise AirflowFailException(message)
-
-    def _propose_revert(self, context: Context, reason: str) -> str:
-        """A change pointing the InferenceService back at the production version; its URL, or why
-        there is none."""
-        from model_lifecycle.gitops import ChangeRequest, provider_for
-        from model_lifecycle.manifests import pin_model_version
-        from model_lifecycle.policy import revert_branch
-
-        failed = self.registered["version"]
-        production = self.registry.production()
-        if production is None or production.version == failed:
-            return "none (no production version to go back to)"
-        gitops = self.spec.gitops
-        isvc = gitops.inference_service
-        name = self.spec.registered_model
-        storage_uri = self.storage_uri(production.version)
-
-        def pin_production(manifest: str) -> str:
-            return pin_model_version(
-                manifest, path=gitops.manifest_path, name=isvc.name, namespace=isvc.namespace,
-                storage_uri=storage_uri, registered_model=name, version=production.version,
-                run_id=production.run_id,
-            )
-
-        proposal = provider_for(gitops).propose(ChangeRequest(
-            branch=revert_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
-                                 version=failed),
-            base_branch=gitops.base_branch,
-            path=gitops.manifest_path,
-            edit=pin_production,
-            title=f"Revert InferenceService {isvc.namespace}/{isvc.name} to {name} v{production.version}",
-            body=(f"The rollout of {name} v{failed} failed after its merge: {reason}\n\n"
-                  f"This points InferenceService `{isvc.namespace}/{isvc.name}` back at the production "
-                  f"version {production.version} (`{storage_uri}`). Merging it is the approval.\n"),
-            labels=tuple(gitops.labels),
-            reviewers=tuple(gitops.reviewers),
-            team_reviewers=tuple(gitops.team_reviewers),
-        ))
-        if proposal.change is None:
-            return f"none needed ({gitops.base_branch} already pins v{production.version})"
-        self.log.warning("Proposed the revert to v%s: %s", production.version, proposal.change.url)
-        return proposal.change.url
 
 
 def rollout_task(spec: ModelSpec, **kwargs: Any) -> BaseOperator:

@@ -39,20 +39,24 @@ class MergeTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from model_lifecycle.gitops import (
-            ChangeRef,
             ChangeStatus,
             GitOpsError,
             MergeRefused,
             RetryLater,
             provider_for_triggerer,
         )
+        from model_lifecycle.hooks.github import GitHubConnectionError
+        from model_lifecycle.results import ChangeRef
         from model_lifecycle.specs import GitOps
 
         gitops = GitOps.model_validate(self.gitops)
-        ref = ChangeRef.from_dict(self.change)
+        ref = ChangeRef.from_xcom(self.change)
         deadline = dt.datetime.fromisoformat(self.deadline)
         try:
             provider = await provider_for_triggerer(gitops)
+        except GitHubConnectionError as error:  # the connection must change: retrying cannot help
+            yield TriggerEvent({"state": ERROR, "message": str(error), "retry": False})
+            return
         except GitOpsError as error:
             yield TriggerEvent({"state": ERROR, "message": str(error), "retry": True})
             return

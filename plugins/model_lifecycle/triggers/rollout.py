@@ -65,16 +65,17 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
     async def _look(self) -> tuple[RolloutState, str | None]:
         """Argo CD first (when configured): until it has synced the merge, the InferenceService
         cannot show it."""
-        from model_lifecycle.hooks.kserve import aread_inference_service, asynced_revision
+        from model_lifecycle.hooks.argocd import ArgoCdHook
+        from model_lifecycle.hooks.kserve import KServeHook
         from model_lifecycle.rollout import RolloutState, inference_service_state
 
         if self.argocd_application:
-            revision, sync_status = await asynced_revision(self.argocd_application)
+            revision, sync_status = await ArgoCdHook().asynced_revision(self.argocd_application)
             if revision != self.merge_sha or sync_status != "Synced":
                 return RolloutState("waiting", f"Argo CD Application {self.argocd_application!r} is "
                                                f"{sync_status} at {revision}, not yet at the merge "
                                                f"{self.merge_sha}"), None
-        isvc = await aread_inference_service(self.kubernetes_conn_id, self.namespace, self.name)
+        isvc = await KServeHook(self.kubernetes_conn_id).aget_inference_service(self.namespace, self.name)
         if isvc is None:
             return RolloutState("waiting", f"InferenceService {self.namespace}/{self.name} does not "
                                            "exist yet"), None

@@ -14,13 +14,14 @@ from airflow.sdk.exceptions import AirflowException
 from kubernetes.client import models as k8s
 from kubernetes.client.exceptions import ApiException
 
-from model_lifecycle.operators.base import ModelLifecycleOperator, window_of
-from model_lifecycle.operators.training import contract_environment, reusable_run
+from model_lifecycle.operators.base import MLFLOW_CONN_ID, ModelLifecycleOperator
+from model_lifecycle.operators.training.common import contract_environment, reusable_run
 from model_lifecycle.pods import pod_failure_reason
+from model_lifecycle.results import Plan
 from model_lifecycle.specs import PROJECT_ROOT, ModelSpec
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
 POD_TEMPLATE = PROJECT_ROOT / "include" / "kubernetes" / "training-pod-template.yaml"
 MODEL_LABEL = "model-lifecycle/model"
@@ -33,15 +34,13 @@ class KubernetesTrainingOperator(ModelLifecycleOperator, KubernetesPodOperator):
     MLflow (no XCom sidecar). The pod carries the labels Airflow gives it (dag_id, task_id, run_id,
     try_number) and the model's name."""
 
-    inputs = ("plan",)
-    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, *inputs)
+    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "plan")
     ui_color = "#fce8b2"
 
-    def __init__(self, *, spec: ModelSpec, plan: Any, kubernetes_conn_id: str = "kubernetes_default",
-                 **kwargs: Any) -> None:
+    def __init__(self, *, spec: ModelSpec, plan: Plan | XComArg, mlflow_conn_id: str = MLFLOW_CONN_ID,
+                 kubernetes_conn_id: str = "kubernetes_default", **kwargs: Any) -> None:
         pod = spec.training.kubernetes
         super().__init__(
-            spec=spec,
             kubernetes_conn_id=kubernetes_conn_id,
             namespace=pod.namespace,
             name=f"train-{spec.name}",
@@ -66,12 +65,13 @@ class KubernetesTrainingOperator(ModelLifecycleOperator, KubernetesPodOperator):
             do_xcom_push=False,
             get_logs=True,
             log_events_on_failure=True,
-            plan=plan,
             **kwargs,
         )
+        self.use_spec(spec, mlflow_conn_id)
+        self.plan = plan
 
     def execute(self, context: Context) -> str | None:
-        window = window_of(self.plan)
+        window = Plan.from_xcom(self.plan).window
         earlier = reusable_run(self, window)
         if earlier is not None:
             return earlier
@@ -85,7 +85,7 @@ class KubernetesTrainingOperator(ModelLifecycleOperator, KubernetesPodOperator):
             super().trigger_reentry(context, event)
         except AirflowException as error:
             raise AirflowException(self._failure_message(event) or str(error)) from error
-        run = self.registry.finished_run(window_of(self.plan))
+        run = self.registry.finished_run(Plan.from_xcom(self.plan).window)
         if run is None:
             raise AirflowException(
                 f"training pod {event['namespace']}/{event['name']} succeeded but logged no finished "
