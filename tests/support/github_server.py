@@ -5,7 +5,7 @@ requests, reviews and comments, commit statuses) and serves the operations the g
 under ``/api/v3`` as GitHub Enterprise does (so the configurable base URL is exercised).
 
 Every request it receives and every response it returns is checked against GitHub's published OpenAPI
-description (``../shared/specs/github/rest-api-subset.json``) with openapi-core; each mismatch is kept in
+description (``tests/specs/github/rest-api-subset.json``) with openapi-core; each mismatch is kept in
 ``violations``, which the ``github`` fixture asserts empty. Answers the description leaves to GitHub's
 infrastructure (rate limits and gateway errors, which any operation may get) are checked against its
 ``basic-error`` schema.

@@ -4,7 +4,7 @@ kmock's ``KubernetesEmulator`` keeps objects in memory and serves create, get, l
 delete. This extends it where the provider's KubernetesPodOperator needs more: object metadata
 (uid, creationTimestamp, resourceVersion), label and field selectors on lists and watches, and the
 ``pods/<name>/log`` subresource (fed by the test kubelet). Every InferenceService it serves is
-validated against the KServe CRD schema of ``../shared/specs/kserve``; violations are collected for
+validated against the KServe CRD schema in ``tests/specs/kserve/``; violations are collected for
 the tests to assert on.
 
 The server runs on its own event loop in a background thread, so synchronous tests and Airflow's
