@@ -183,7 +183,7 @@ def copied_into(dockerfile: Path) -> None:
 def connections_the_dags_use() -> tuple[set[str], set[str]]:
     """The connection ids in the package's code: those the DAGs need, and the optional ones (Argo CD,
     and email notifications; a webhook's connection is always named in the spec)."""
-    from model_lifecycle.gc_config import KubernetesRunner
+    from model_lifecycle.gc.config import KubernetesRunner
     from model_lifecycle.hooks.github import GitHubHook
     from model_lifecycle.hooks.kserve import ARGOCD_CONN_ID
     from model_lifecycle.hooks.mlflow import MlflowHook

@@ -1,6 +1,6 @@
 """The tasks of the ``mlflow_gc`` DAG: ``report`` then ``collect``, each running
-``python -m model_lifecycle.mlflow_gc`` where the backend store's credentials are: a child process of
-the task (runner ``local``) or a pod (runner ``kubernetes``, ``mlflow_gc_pod.py``).
+``python -m model_lifecycle.gc.collector`` where the backend store's credentials are: a child process
+of the task (runner ``local``) or a pod (runner ``kubernetes``, ``kubernetes.py``).
 
 ``collect`` collects what ``report`` listed: it gets the report's cutoff (a point in time, not the
 relative threshold), so what became old enough in between is left for the next run.
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from model_lifecycle.gc_config import GcConfig
+from model_lifecycle.gc import BACKEND_STORE_URI_ENV, GC_MODULE, TRACKING_URI_ENV
+from model_lifecycle.gc.config import GcConfig
 from model_lifecycle.operators.process import ChildProcess
 from model_lifecycle.specs import PROJECT_ROOT
 
@@ -27,11 +28,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from model_lifecycle.hooks.mlflow import MlflowHook
-
-GC_MODULE = "model_lifecycle.mlflow_gc"
-# Same names as model_lifecycle.mlflow_gc, which is not imported here: it is the child's module.
-BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 Step = Literal["report", "collect"]
 
@@ -139,7 +135,7 @@ def gc_operator_class(config: GcConfig) -> type[BaseOperator]:
     """The operator for the configured runner."""
     if config.runner == "kubernetes":
         # The provider imports the Kubernetes clients (seconds): only DAGs that run pods pay for it.
-        from model_lifecycle.operators.mlflow_gc_pod import KubernetesMlflowGcOperator
+        from model_lifecycle.gc.operators.kubernetes import KubernetesMlflowGcOperator
 
         return KubernetesMlflowGcOperator
     return LocalMlflowGcOperator
