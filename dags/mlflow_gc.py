@@ -12,7 +12,7 @@ from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from model_lifecycle.gc.config import GcConfig, load_gc_config
 from model_lifecycle.gc.decisions import OLDER_THAN_PATTERN
-from model_lifecycle.gc.operators.local import gc_operator_class
+from model_lifecycle.gc.operators import gc_operator_class
 
 
 def doc_md(config: GcConfig) -> str:

@@ -16,7 +16,7 @@ from kubernetes.client import models as k8s
 
 from model_lifecycle.gc import BACKEND_STORE_URI_ENV, GC_MODULE, TRACKING_URI_ENV
 from model_lifecycle.gc.config import GcConfig
-from model_lifecycle.gc.operators.local import MlflowGcStep, Step
+from model_lifecycle.gc.operators.common import MlflowGcStep, Step
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
