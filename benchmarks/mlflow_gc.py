@@ -4,7 +4,7 @@ For each size, seeds an MLflow SQLite store with that many runs deleted 40 days 
 small artifact files on local storage, plus one deleted run behind a version with the ``production``
 alias; then, on a fresh copy of that data each time, runs
 
-- what the DAG's tasks run: ``python -m model_lifecycle.mlflow_gc report``, then ``collect`` with its
+- what the DAG's tasks run: ``python -m model_lifecycle.gc.collector report``, then ``collect`` with its
   cutoff (batches of 500, protection re-read per batch, artifacts measured before deletion), shown
   alone (``dag collect``) and with the report (``dag report + collect``);
 - ``mlflow gc``: ``mlflow gc --older-than 30d``, one process;
@@ -102,7 +102,7 @@ def bench(work: Path, runs: int) -> list[dict]:
     uri = f"sqlite:///{live / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri, "MLFLOW_TRACKING_URI": uri,
            "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
-    gc_module = [sys.executable, "-m", "model_lifecycle.mlflow_gc"]
+    gc_module = [sys.executable, "-m", "model_lifecycle.gc.collector"]
     report_file = work / "report.json"
     rows = []
 

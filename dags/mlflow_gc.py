@@ -1,7 +1,7 @@
 """Weekly MLflow garbage collection: ``report`` lists what is eligible, ``collect`` removes it.
 
-The configuration is ``include/mlflow_gc.yaml``; the logic lives in ``plugins/model_lifecycle``
-(``gc.py`` decides, ``mlflow_gc.py`` acts on MLflow, ``operators/mlflow_gc*.py`` run it).
+The configuration is ``include/mlflow_gc.yaml``; the logic lives in ``plugins/model_lifecycle/gc/``
+(``decisions.py`` decides, ``collector.py`` acts on MLflow, ``operators/`` run it).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import datetime as dt
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from model_lifecycle.gc import OLDER_THAN_PATTERN
-from model_lifecycle.gc_config import GcConfig, load_gc_config
-from model_lifecycle.operators.mlflow_gc import gc_operator_class
+from model_lifecycle.gc.config import GcConfig, load_gc_config
+from model_lifecycle.gc.decisions import OLDER_THAN_PATTERN
+from model_lifecycle.gc.operators import gc_operator_class
 
 
 def doc_md(config: GcConfig) -> str:

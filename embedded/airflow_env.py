@@ -17,8 +17,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def airflow_environment(home: Path, *, mlflow_url: str,
                         mlflow_backend_store_uri: str | None = None) -> dict[str, str]:
     """``mlflow_backend_store_uri`` is the MLflow server's database, which the mlflow_gc DAG's local
-    runner collects from."""
-    extra = {"MLFLOW_BACKEND_STORE_URI": mlflow_backend_store_uri} if mlflow_backend_store_uri else {}
+    runner (``model_lifecycle.gc.operators.local``) collects from."""
+    from model_lifecycle.gc import BACKEND_STORE_URI_ENV
+
+    extra = {BACKEND_STORE_URI_ENV: mlflow_backend_store_uri} if mlflow_backend_store_uri else {}
     return {
         **extra,
         "AIRFLOW_HOME": str(home),

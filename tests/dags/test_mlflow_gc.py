@@ -343,7 +343,7 @@ def test_a_failed_batch_fails_the_task_after_the_other_batches(stack: Stack, tmp
 
 def test_protection_is_read_again_before_each_batch(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """A version that gains an alias while the collection runs keeps its run: the next batch sees it."""
-    from model_lifecycle.mlflow_gc import BackendStore, collect, now_ms
+    from model_lifecycle.gc.collector import BackendStore, collect, now_ms
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.server.url)
     client = stack.client()

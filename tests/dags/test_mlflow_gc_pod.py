@@ -68,7 +68,7 @@ def test_collect_pod_runs_the_gc_module_with_the_backend_store_secret(pod_dag: A
     base, sidecar = pod.spec.containers
     assert sidecar.name == "airflow-xcom-sidecar"  # the result comes back as the task's XCom
     assert base.image == "registry.example.com/ml-platform/mlflow-gc:3.17.2"
-    assert base.command == ["python", "-m", "model_lifecycle.mlflow_gc"]
+    assert base.command == ["python", "-m", "model_lifecycle.gc.collector"]
     assert base.args == ["collect", "--cutoff-ms", "1767225600000", "--batch-size", "250",
                          "--experiment-ids", "3,7", "--all-workspaces",
                          "--output", "/airflow/xcom/return.json"]

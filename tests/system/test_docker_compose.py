@@ -183,13 +183,14 @@ def copied_into(dockerfile: Path) -> None:
 def connections_the_dags_use() -> tuple[set[str], set[str]]:
     """The connection ids in the package's code: those the DAGs need, and the optional ones (Argo CD,
     and email notifications; a webhook's connection is always named in the spec)."""
-    from model_lifecycle.gc_config import KubernetesRunner
+    from model_lifecycle.gc.config import KubernetesRunner
     from model_lifecycle.hooks.argocd import ArgoCdHook
     from model_lifecycle.hooks.github import GitHubHook
+    from model_lifecycle.hooks.kserve import KServeHook
     from model_lifecycle.hooks.mlflow import MlflowHook
-    from model_lifecycle.operators.base import ModelLifecycleOperator
-    from model_lifecycle.operators.gitops import OpenPullRequestOperator
+    from model_lifecycle.operators.lifecycle import PlanOperator
     from model_lifecycle.operators.training.kubernetes import KubernetesTrainingOperator
+    from model_lifecycle.promotion import KUBERNETES_CONN_ID
     from model_lifecycle.sensors.rollout import VerifyRolloutSensor
     from model_lifecycle.specs import Email, GitOps
 
@@ -197,9 +198,10 @@ def connections_the_dags_use() -> tuple[set[str], set[str]]:
         return inspect.signature(function).parameters[parameter].default
 
     required = {
-        MlflowHook.default_conn_name, default(ModelLifecycleOperator.__init__, "mlflow_conn_id"),
+        MlflowHook.default_conn_name, default(PlanOperator.__init__, "mlflow_conn_id"),
         GitHubHook.default_conn_name, GitOps.model_fields["connection_id"].default,
-        VerifyRolloutSensor.kubernetes_conn_id, OpenPullRequestOperator.kubernetes_conn_id,
+        KServeHook.default_conn_name, default(VerifyRolloutSensor.__init__, "kubernetes_conn_id"),
+        KUBERNETES_CONN_ID,
         default(KubernetesTrainingOperator.__init__, "kubernetes_conn_id"),
         KubernetesRunner.model_fields["conn_id"].default,
     }

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from model_lifecycle.gc import (
+from model_lifecycle.gc.config import GcConfig, load_gc_config
+from model_lifecycle.gc.decisions import (
     OLDER_THAN_PATTERN,
     Artifacts,
     BatchOutcome,
@@ -25,7 +26,6 @@ from model_lifecycle.gc import (
     plan,
     summarise,
 )
-from model_lifecycle.gc_config import GcConfig, load_gc_config
 from model_lifecycle.specs import PROJECT_ROOT, SpecError
 
 

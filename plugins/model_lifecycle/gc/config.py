@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from model_lifecycle.gc import parse_older_than
+from model_lifecycle.gc.decisions import parse_older_than
 from model_lifecycle.specs import (
     PROJECT_ROOT,
     K8sName,

@@ -14,14 +14,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
-from model_lifecycle.gc_config import GcConfig
-from model_lifecycle.operators.mlflow_gc import (
-    BACKEND_STORE_URI_ENV,
-    GC_MODULE,
-    TRACKING_URI_ENV,
-    MlflowGcStep,
-    Step,
-)
+from model_lifecycle.gc import BACKEND_STORE_URI_ENV, GC_MODULE, TRACKING_URI_ENV
+from model_lifecycle.gc.config import GcConfig
+from model_lifecycle.gc.operators.common import MlflowGcStep, Step
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -3,8 +3,8 @@
 The ``mlflow_gc`` DAG runs this module as a local child process or in a Kubernetes pod (the image in
 ``include/mlflow_gc/``), never inside the Airflow worker itself::
 
-    python -m model_lifecycle.mlflow_gc report  --older-than 30d  [--experiment-ids 1,2] [--all-workspaces]
-    python -m model_lifecycle.mlflow_gc collect --cutoff-ms <from the report> --batch-size 500 [...]
+    python -m model_lifecycle.gc.collector report  --older-than 30d  [--experiment-ids 1,2] [--all-workspaces]
+    python -m model_lifecycle.gc.collector collect --cutoff-ms <from the report> --batch-size 500 [...]
 
 Environment: ``MLFLOW_BACKEND_STORE_URI`` (the database, e.g. ``postgresql+psycopg2://...``; the age
 of a deletion is only recorded there, and only there can a run be removed for good) and
@@ -36,7 +36,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model_lifecycle.gc import (
+from model_lifecycle.gc import BACKEND_STORE_URI_ENV, GC_MODULE, TRACKING_URI_ENV
+from model_lifecycle.gc.decisions import (
     Artifacts,
     BatchOutcome,
     Deleted,
@@ -59,10 +60,6 @@ from model_lifecycle.gc import (
 
 if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
-
-BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
-
 
 class GcError(RuntimeError):
     """The collection cannot start; the message says what is missing."""
@@ -416,7 +413,7 @@ def _require_env(name: str, what: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_lifecycle.mlflow_gc", description=__doc__,
+    parser = argparse.ArgumentParser(prog=f"python -m {GC_MODULE}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     report_command = commands.add_parser("report", help="list what is eligible, change nothing")
