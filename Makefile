@@ -28,10 +28,10 @@ test: $(INSTALLED)  ## lint, then the whole test suite
 	$(BIN)/python -m pytest
 
 bench: $(INSTALLED)  ## tables of DAG parse cost, cost of waiting, one run's orchestration, and mlflow_gc vs `mlflow gc` (1,000 and 10,000 runs: most of the ~15 minutes)
-	$(BIN)/python benchmarks/parse_cost.py
-	$(BIN)/python benchmarks/waiting_cost.py
-	$(BIN)/python benchmarks/orchestration.py
-	$(BIN)/python benchmarks/mlflow_gc.py --runs 1000 10000
+	$(BIN)/python -m benchmarks.parse_cost
+	$(BIN)/python -m benchmarks.waiting_cost
+	$(BIN)/python -m benchmarks.orchestration
+	$(BIN)/python -m benchmarks.mlflow_gc --runs 1000 10000
 
 lock: $(INSTALLED)  ## re-resolve constraints.txt after changing a requirements file
 	$(BIN)/uv pip compile requirements-dev.txt --universal --python-version 3.11 -o constraints.txt

@@ -12,7 +12,7 @@ alias; then, on a fresh copy of that data each time, runs
 and prints wall time and peak resident memory (of the child processes, ``RUSAGE_CHILDREN``) of each,
 their ratio to ``mlflow gc``, and whether the protected run survived. ``make bench`` runs it.
 
-    python benchmarks/mlflow_gc.py --runs 1000 10000
+    .venv/bin/python -m benchmarks.mlflow_gc --runs 1000 10000
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ import time
 import uuid
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+import embedded  # noqa: F401 (puts plugins/ on sys.path, as Airflow does)
+from model_lifecycle.specs import PROJECT_ROOT
+
 DAY_MS = 24 * 3600 * 1000
 # Runs a list of commands one after the other and reports their peak memory (the largest of them).
 MEASURE = """

@@ -6,26 +6,23 @@ opens), and prints the wall time of every task from Airflow's records: time in t
 for the merge, and the rest. Airflow logs only errors here, so the table is what it prints;
 ``AIRFLOW__LOGGING__LOGGING_LEVEL=INFO`` shows the tasks' logs.
 
-    .venv/bin/python benchmarks/orchestration.py [--review-seconds 5]
+    .venv/bin/python -m benchmarks.orchestration [--review-seconds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
-
-from embedded.airflow_env import airflow_environment, migrate_database  # noqa: E402
-from embedded.gitops_repo import Reviewer, create_gitops_repo  # noqa: E402
-from embedded.mlflow_server import MlflowServer  # noqa: E402
+from embedded.airflow_env import airflow_environment, migrate_database
+from embedded.gitops_repo import Reviewer, create_gitops_repo
+from embedded.mlflow_server import MlflowServer
+from model_lifecycle.specs import PROJECT_ROOT
 
 
 def main() -> None:
@@ -36,11 +33,12 @@ def main() -> None:
         root = Path(scratch)
         server = MlflowServer(root / "mlflow").start()
         try:
-            spec = yaml.safe_load((ROOT / "include" / "models" / "demo.yaml").read_text())
+            spec = yaml.safe_load((PROJECT_ROOT / "include" / "models" / "demo.yaml").read_text())
             spec["gitops"]["repository"] = str(root / "gitops")
             (root / "models").mkdir()
             (root / "models" / "demo.yaml").write_text(yaml.safe_dump(spec))
-            create_gitops_repo(root / "gitops", ROOT / "include" / "kubernetes" / "inferenceservice.yaml",
+            create_gitops_repo(root / "gitops",
+                               PROJECT_ROOT / "include" / "kubernetes" / "inferenceservice.yaml",
                                spec["gitops"]["manifest_path"])
             environment = airflow_environment(root / "airflow", mlflow_url=server.url)
             os.environ.update(environment, MODEL_LIFECYCLE_SPECS_DIR=str(root / "models"))
@@ -54,7 +52,7 @@ def main() -> None:
 def run_once(repo: Path, review_seconds: float) -> tuple[float, list[tuple[str, float]]]:
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(str(ROOT / "dags")).dags["retrain__demo"]
+    dag = DagBag(str(PROJECT_ROOT / "dags")).dags["retrain__demo"]
     reviewer = Reviewer(repo, delay=review_seconds, say=lambda _: None)
     reviewer.start()
     started = time.perf_counter()

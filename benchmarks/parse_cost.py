@@ -7,7 +7,7 @@ the five-task ``promote_model_version``, which ``dags/`` also holds). It prints 
 DAG of both, their ratio, and which heavy modules parsing imported. Airflow itself is imported before
 the clock starts, in both.
 
-    .venv/bin/python benchmarks/parse_cost.py [--repeat 5]
+    .venv/bin/python -m benchmarks.parse_cost [--repeat 5]
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+import embedded  # noqa: F401 (puts plugins/ on sys.path, as Airflow does)
+from model_lifecycle.specs import PROJECT_ROOT
+
 HEAVY = ("mlflow", "boto3", "kubernetes", "kubernetes_asyncio", "ruamel", "sklearn", "pandas", "requests")
 SIZES = (1, 50, 200)
 
@@ -111,14 +113,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5, help="parses per measurement (median taken)")
     args = parser.parse_args()
-    demo = yaml.safe_load((ROOT / "include" / "models" / "demo.yaml").read_text())
+    demo = yaml.safe_load((PROJECT_ROOT / "include" / "models" / "demo.yaml").read_text())
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         scratch_dir = Path(scratch)
         environment = {**os.environ, "AIRFLOW_HOME": str(scratch_dir / "airflow"),
                        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                       "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-                       "PYTHONPATH": str(ROOT / "plugins")}
+                       "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+                       "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
         for count in SIZES:
             specs = scratch_dir / f"specs-{count}"
             specs.mkdir()
@@ -129,8 +131,8 @@ def main() -> None:
             floor = scratch_dir / f"floor-{count}"
             floor.mkdir()
             (floor / "floor.py").write_text(FLOOR.format(count=count))
-            ours = [parse_seconds(ROOT / "dags", {**environment, "MODEL_LIFECYCLE_SPECS_DIR": str(specs)})
-                    for _ in range(args.repeat)]
+            specs_environment = {**environment, "MODEL_LIFECYCLE_SPECS_DIR": str(specs)}
+            ours = [parse_seconds(PROJECT_ROOT / "dags", specs_environment) for _ in range(args.repeat)]
             floors = [parse_seconds(floor, environment) for _ in range(args.repeat)]
             dags = count + 2  # and mlflow_gc and promote_model_version
             assert all(run["dags"] == dags and run["errors"] == 0 for run in ours + floors), (ours, floors)

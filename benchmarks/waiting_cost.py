@@ -16,7 +16,7 @@ their real time.
 - **Kubernetes**: the rollout trigger waits the default ``rollout.timeout_minutes`` for an
   InferenceService whose new revision is not ready yet: Kubernetes API requests per minute of waiting.
 
-    .venv/bin/python benchmarks/waiting_cost.py [--trials 50] [--seed 8]
+    .venv/bin/python -m benchmarks.waiting_cost [--trials 50] [--seed 8]
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import json
 import os
 import random
 import statistics
-import sys
 import tempfile
 import types
 import uuid
@@ -41,10 +40,8 @@ from unittest import mock
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
-
-from embedded.airflow_env import airflow_environment  # noqa: E402
+from embedded.airflow_env import airflow_environment
+from model_lifecycle.specs import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
@@ -56,10 +53,10 @@ if TYPE_CHECKING:
     from tests.support.kube_api import KubernetesApi
 
 HOUR = 3600.0
-SPEC = yaml.safe_load((ROOT / "include" / "models" / "demo.yaml").read_text())
+SPEC = yaml.safe_load((PROJECT_ROOT / "include" / "models" / "demo.yaml").read_text())
 MANIFEST_PATH = SPEC["gitops"]["manifest_path"]
 ISVC = SPEC["gitops"]["inference_service"]
-EXAMPLE_MANIFEST = ROOT / "include" / "kubernetes" / "inferenceservice.yaml"
+EXAMPLE_MANIFEST = PROJECT_ROOT / "include" / "kubernetes" / "inferenceservice.yaml"
 
 
 class SimulatedClock:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from model_lifecycle.specs import PROJECT_ROOT
 
 
 def airflow_environment(home: Path, *, mlflow_url: str,

@@ -18,12 +18,10 @@ import subprocess
 import sys
 import time
 
-from embedded.airflow_env import PROJECT_ROOT, airflow_environment, migrate_database
+from embedded.airflow_env import airflow_environment, migrate_database
 from embedded.gitops_repo import Reviewer, create_gitops_repo
 from embedded.mlflow_server import MlflowServer
-
-sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
-from model_lifecycle.specs import ModelSpec, load_spec  # noqa: E402
+from model_lifecycle.specs import PROJECT_ROOT, ModelSpec, load_spec
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
 RUN_LOG = DEMO_DIR / "last-run.log"

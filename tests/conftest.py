@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from embedded.airflow_env import PROJECT_ROOT, airflow_environment, migrate_database
+from embedded.airflow_env import airflow_environment, migrate_database
 from embedded.gitops_repo import create_gitops_repo
 from embedded.mlflow_server import MlflowServer
+from model_lifecycle.specs import PROJECT_ROOT
 from tests.support.github_server import FakeGitHub
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="model-lifecycle-tests-"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from embedded.airflow_env import PROJECT_ROOT
+from model_lifecycle.specs import PROJECT_ROOT
 
 SHIPPED_SPECS = PROJECT_ROOT / "include" / "models"
 

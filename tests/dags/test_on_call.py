@@ -18,9 +18,9 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from embedded.airflow_env import PROJECT_ROOT
 from embedded.gitops_repo import REVIEWER, Reviewer, git, promotion_branches
 from model_lifecycle.policy import promotion_lease_key
+from model_lifecycle.specs import PROJECT_ROOT
 from tests.dags.test_retrain_cycle import DAY, aliases, manifest_on_main, run_with_reviewer, states, versions
 from tests.support.airflow_runs import load_dag, manual_run
 from tests.support.receivers import MailReceiver, WebhookReceiver

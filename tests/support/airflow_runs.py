@@ -15,7 +15,7 @@ from airflow.models.dagrun import DagRun
 from airflow.sdk import DAG
 from airflow.utils.state import DagRunState, TaskInstanceState
 
-from embedded.airflow_env import PROJECT_ROOT
+from model_lifecycle.specs import PROJECT_ROOT
 
 FINISHED = {TaskInstanceState.SUCCESS, TaskInstanceState.FAILED, TaskInstanceState.SKIPPED,
             TaskInstanceState.UPSTREAM_FAILED, TaskInstanceState.REMOVED}

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from model_lifecycle.specs import PROJECT_ROOT
 
 
 def api_specs_dir() -> Path:
-    specs = REPO / "tests" / "specs"
+    specs = PROJECT_ROOT / "tests" / "specs"
     if not (specs / "kserve").is_dir():
         raise FileNotFoundError(f"the published API descriptions are missing from {specs}")
     return specs

@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from model_lifecycle.policy import PROMOTION_POOL
-from tests.support.api_specs import REPO, api_specs_dir
+from model_lifecycle.specs import PROJECT_ROOT
+from tests.support.api_specs import api_specs_dir
 
-COMPOSE_FILE = REPO / "docker-compose.yaml"
-ENV_EXAMPLE = REPO / ".env.example"
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 AIRFLOW_SERVICES = {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
                     "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
 # $$ (a literal dollar), ${NAME}, ${NAME<op>arg} with op one of :- - :? ? :+ +, and $NAME.
@@ -131,21 +132,22 @@ def test_every_variable_is_documented_in_env_example_with_its_default() -> None:
     assert sorted(set(documented) - set(used)) == [], "in .env.example, not used by docker-compose.yaml"
     for name, defaults in used.items():
         assert defaults - {None} <= {documented[name]}, f"{name}: the defaults differ from .env.example's"
-    dockerfile_default = re.search(r"^ARG AIRFLOW_BASE_IMAGE=(\S+)$", (REPO / "Dockerfile").read_text(), re.M)
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    dockerfile_default = re.search(r"^ARG AIRFLOW_BASE_IMAGE=(\S+)$", dockerfile, re.M)
     assert dockerfile_default and dockerfile_default[1] == documented["AIRFLOW_BASE_IMAGE"]
 
 
 def test_the_images_run_the_versions_the_project_pins() -> None:
-    pins = dict(re.findall(r"^([\w.-]+)==(\S+)$", (REPO / "requirements.txt").read_text(), re.M))
+    pins = dict(re.findall(r"^([\w.-]+)==(\S+)$", (PROJECT_ROOT / "requirements.txt").read_text(), re.M))
     assert env_example()["AIRFLOW_BASE_IMAGE"] == f"apache/airflow:{pins['apache-airflow']}-python3.11"
-    mlflow_image = (REPO / "include" / "mlflow_gc" / "Dockerfile").read_text()
+    mlflow_image = (PROJECT_ROOT / "include" / "mlflow_gc" / "Dockerfile").read_text()
     assert f"FROM ghcr.io/mlflow/mlflow:v{pins['mlflow']}\n" in mlflow_image
-    install = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    install = (PROJECT_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     assert re.search(r"pip install .*-r (\S+)/requirements.txt +-c \1/constraints.txt", install)
 
 
 def test_every_mounted_and_built_path_exists() -> None:
-    ignored = (REPO / ".gitignore").read_text().split()
+    ignored = (PROJECT_ROOT / ".gitignore").read_text().split()
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):
             if isinstance(volume, str):
@@ -156,14 +158,14 @@ def test_every_mounted_and_built_path_exists() -> None:
             else:
                 assert volume["type"] == "bind" and volume["bind"]["create_host_path"] is False
                 source = volume["source"]
-            path = (REPO / source).resolve()
-            if path.is_relative_to(REPO / ".kind"):  # made on the user's machine (README.md)
+            path = (PROJECT_ROOT / source).resolve()
+            if path.is_relative_to(PROJECT_ROOT / ".kind"):  # made on the user's machine (README.md)
                 assert ".kind/" in ignored
                 continue
             assert path.exists(), f"{name} mounts {source}, which is not in the repository"
         build = service.get("build")
         if build:
-            dockerfile = REPO / build["context"] / build.get("dockerfile", "Dockerfile")
+            dockerfile = PROJECT_ROOT / build["context"] / build.get("dockerfile", "Dockerfile")
             assert dockerfile.is_file(), f"{name} builds {dockerfile}, which is not in the repository"
             copied_into(dockerfile)  # and what it copies is there, and in the build context
 
@@ -171,12 +173,13 @@ def test_every_mounted_and_built_path_exists() -> None:
 def copied_into(dockerfile: Path) -> None:
     """Every file a Dockerfile built from the repository root COPYs exists and passes .dockerignore
     (which lets through only what is named with ``!``)."""
-    allowed = {line[1:] for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    allowed = {line[1:] for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")}
     text = dockerfile.read_text().replace("\\\n", " ")
     for line in text.splitlines():
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
-                assert (REPO / source).is_file(), f"{dockerfile}: COPY {source}: no such file"
+                assert (PROJECT_ROOT / source).is_file(), f"{dockerfile}: COPY {source}: no such file"
                 assert source in allowed, f"{dockerfile}: COPY {source}: excluded by .dockerignore"
 
 
