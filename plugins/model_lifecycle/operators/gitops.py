@@ -7,31 +7,21 @@ from typing import TYPE_CHECKING, Any
 from model_lifecycle.lease import PromotionLeaseMixin
 from model_lifecycle.links import run_url
 from model_lifecycle.notifications import notify
-from model_lifecycle.operators.base import MLFLOW_CONN_ID, force_reason, run_type
-from model_lifecycle.operators.lifecycle import VersionOperator
+from model_lifecycle.operators.base import force_reason, run_type
+from model_lifecycle.operators.lifecycle import VersionStepOperator
 from model_lifecycle.promotion import PromotionService
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, XComArg
-
-    from model_lifecycle.results import RegisteredVersion
-    from model_lifecycle.specs import ModelSpec
+    from airflow.sdk import Context
 
 
-class OpenPullRequestOperator(PromotionLeaseMixin, VersionOperator):
+class OpenPullRequestOperator(PromotionLeaseMixin, VersionStepOperator):
     """Proposes pointing the InferenceService at the version (``PromotionService.propose``), once this
     run holds the InferenceService's lease. When the base branch already pins the version there is
     nothing to review and the run goes straight to verification. The evidence comes from the version's
     record: its data window, its gate result, the decision to promote it."""
 
-    template_fields = ("model", "registered")
     ui_color = "#d3f9d8"
-
-    def __init__(self, *, spec: ModelSpec | str, registered: RegisteredVersion | XComArg,
-                 mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.use_spec(spec, mlflow_conn_id)
-        self.registered = registered
 
     def execute(self, context: Context) -> dict[str, Any]:
         from model_lifecycle.registry import Tag

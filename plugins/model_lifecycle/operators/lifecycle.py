@@ -55,6 +55,18 @@ class VersionOperator(ModelLifecycleOperator):
         return version_links(self.registry, self.mlflow.ui_url, self.version.version)
 
 
+class VersionStepOperator(VersionOperator):
+    """A step whose only input is the registered version."""
+
+    template_fields = ("model", "registered")
+
+    def __init__(self, *, spec: ModelSpec | str, registered: RegisteredVersion | XComArg,
+                 mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.use_spec(spec, mlflow_conn_id)
+        self.registered = registered
+
+
 class PlanOperator(ModelLifecycleOperator):
     """Chooses the data window and decides whether this run may promote (backfill safety)."""
 
@@ -244,18 +256,10 @@ class EvaluateOperator(VersionOperator, SkipMixin):
         self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
 
 
-class PromoteToStagingOperator(VersionOperator):
+class PromoteToStagingOperator(VersionStepOperator):
     """Stage Staging and the staging alias, once the GitOps target is known to take a proposal: a
     spec whose repository, branch, manifest or InferenceService is wrong fails here, before anything
     moves, and the version says why."""
-
-    template_fields = ("model", "registered")
-
-    def __init__(self, *, spec: ModelSpec | str, registered: RegisteredVersion | XComArg,
-                 mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.use_spec(spec, mlflow_conn_id)
-        self.registered = registered
 
     def execute(self, context: Context) -> None:
         from model_lifecycle.promotion import TargetUnusable
@@ -277,18 +281,10 @@ class PromoteToStagingOperator(VersionOperator):
             self.log.info("%s v%s is already past Staging; left as it is.", name, version)
 
 
-class PromoteToProductionOperator(VersionOperator):
+class PromoteToProductionOperator(VersionStepOperator):
     """Marks the verified version Production, archives the one it replaces, and announces it: an event
     of the model's ``production_asset``, through ``PRODUCTION_ALIAS`` (give it as the task's outlet),
     only when production changed, so a rerun of this task triggers nothing downstream."""
-
-    template_fields = ("model", "registered")
-
-    def __init__(self, *, spec: ModelSpec | str, registered: RegisteredVersion | XComArg,
-                 mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.use_spec(spec, mlflow_conn_id)
-        self.registered = registered
 
     def execute(self, context: Context) -> dict[str, Any]:
         version = self.version.version
