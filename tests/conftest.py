@@ -30,6 +30,7 @@ SESSION_DIR = Path(tempfile.mkdtemp(prefix="model-lifecycle-tests-"))
 AIRFLOW_ENV = airflow_environment(SESSION_DIR / "airflow", mlflow_url="http://127.0.0.1:9")
 os.environ.update(AIRFLOW_ENV)
 os.environ["MODEL_LIFECYCLE_SPECS_DIR"] = str(SESSION_DIR / "no-specs-selected")
+os.environ["MODEL_LIFECYCLE_CACHE_DIR"] = str(SESSION_DIR / "cache")  # inherited by Airflow's processes
 
 DEMO_SPEC = PROJECT_ROOT / "include" / "models" / "demo.yaml"
 EXAMPLE_MANIFEST = PROJECT_ROOT / "include" / "kubernetes" / "inferenceservice.yaml"

@@ -14,6 +14,8 @@ Airflow at parse time).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -33,6 +35,7 @@ from pydantic import (
 )
 
 SPECS_DIR_ENV = "MODEL_LIFECYCLE_SPECS_DIR"
+CACHE_DIR_ENV = "MODEL_LIFECYCLE_CACHE_DIR"
 DEFAULTS_FILE = "_defaults.yaml"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -362,22 +365,76 @@ def specs_dir() -> Path:
 
 
 def load_catalog(directory: Path | None = None) -> SpecCatalog:
-    """Every spec in the folder. Parsed once per process while no file changes: the DAG processor
-    reads the same folder for ``retrain.py`` and ``model_spec_errors.py``."""
+    """Every spec in the folder. Read once per process while no file changes, and kept between
+    processes in the cache folder (``stored_catalog``): the DAG processor parses ``retrain.py``,
+    ``promote.py`` and ``model_spec_errors.py`` in a process each, every one of them reading the folder."""
     directory = directory or specs_dir()
     if not directory.is_dir():
         error = SpecError(directory, [f"the model specs folder does not exist (set {SPECS_DIR_ENV})"])
         return SpecCatalog(specs={}, errors=[error])
     files = sorted(path for path in directory.glob("*.y*ml") if path.suffix in (".yaml", ".yml"))
-    key = (str(directory.resolve()),
-           tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in files))
+    # What the catalog is made of: the files, and the code that validates them.
+    key = json.dumps([str(directory.resolve()), *[_stat(path) for path in [*files, Path(__file__)]]])
     if key not in _catalogs:
         _catalogs.clear()
-        _catalogs[key] = _read_catalog(directory, files)
+        stored = stored_catalog(directory, key)
+        catalog = _read_stored(stored) if stored else None
+        if catalog is None:
+            catalog = _read_catalog(directory, files)
+            if stored:
+                _store(stored, catalog)
+        _catalogs[key] = catalog
     return _catalogs[key]
 
 
-_catalogs: dict[tuple[Any, ...], SpecCatalog] = {}
+_catalogs: dict[str, SpecCatalog] = {}
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
+    status = path.stat()
+    return path.name, status.st_mtime_ns, status.st_size
+
+
+def stored_catalog(directory: Path, key: str) -> Path | None:
+    """Where the validated catalog of ``directory`` in the state ``key`` is kept: in
+    ``$MODEL_LIFECYCLE_CACHE_DIR``, else the user's cache folder (``$XDG_CACHE_HOME``, ``~/.cache``),
+    never a folder others can write. Validation is what is saved (YAML is read slowly); the specs are
+    validated again when read back. None when there is no home to keep it in."""
+    configured = os.environ.get(CACHE_DIR_ENV) or os.environ.get("XDG_CACHE_HOME")
+    try:
+        base = Path(configured) if configured else Path.home() / ".cache"
+    except RuntimeError:  # no home directory
+        return None
+    folder = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    state = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return base / "model-lifecycle" / "catalogs" / folder / f"{state}.json"
+
+
+def _read_stored(path: Path) -> SpecCatalog | None:
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        return SpecCatalog(
+            specs={name: ModelSpec.model_validate(spec) for name, spec in stored["specs"].items()},
+            errors=[SpecError(Path(error["path"]), error["problems"]) for error in stored["errors"]],
+        )
+    except (OSError, ValueError, KeyError, TypeError):  # absent, or not what this code wrote
+        return None
+
+
+def _store(path: Path, catalog: SpecCatalog) -> None:
+    """Written whole or not at all (another process may read it meanwhile); older states of the same
+    folder are removed. A cache that cannot be written only costs the next process the reading."""
+    document = {"specs": {name: spec.model_dump(mode="json") for name, spec in catalog.specs.items()},
+                "errors": [{"path": str(error.path), "problems": error.problems} for error in catalog.errors]}
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for older in path.parent.glob("*.json"):
+            older.unlink(missing_ok=True)
+        scratch = path.with_suffix(f".{os.getpid()}.tmp")
+        scratch.write_text(json.dumps(document), encoding="utf-8")
+        os.replace(scratch, path)
+    except OSError:
+        pass
 
 
 def _read_catalog(directory: Path, files: list[Path]) -> SpecCatalog:

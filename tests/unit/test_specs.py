@@ -155,3 +155,34 @@ def test_github_spec_takes_its_defaults(tmp_path: Path) -> None:
 def test_relative_repository_is_taken_from_the_project_root(tmp_path: Path) -> None:
     spec = parse_spec(write(tmp_path, demo()))
     assert spec.gitops.repository_path() == PROJECT_ROOT / ".demo" / "gitops"
+
+
+def test_another_process_reads_the_stored_catalog_and_a_change_is_seen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_lifecycle import specs
+
+    monkeypatch.setenv("MODEL_LIFECYCLE_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "models"
+    folder.mkdir()
+    write(folder, demo(), "demo.yaml")
+    write(folder, {**demo(), "name": "broken", "schedule": "61 * * * *"}, "broken.yaml")
+    read = load_catalog(folder)
+    [stored] = (tmp_path / "cache").rglob("*.json")
+
+    monkeypatch.setattr(specs, "_catalogs", {})  # as in a new process
+    monkeypatch.setattr(specs, "read_mapping", lambda path: pytest.fail(f"{path} was read again"))
+    again = load_catalog(folder)
+    assert again.specs == read.specs and [str(e) for e in again.errors] == [str(e) for e in read.errors]
+    assert "broken.yaml: schedule: '61 * * * *' is not a valid cron expression" in str(again.errors[0])
+
+    monkeypatch.undo()
+    monkeypatch.setenv("MODEL_LIFECYCLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(specs, "_catalogs", {})
+    write(folder, {**demo(), "description": "changed"}, "demo.yaml")
+    assert load_catalog(folder).specs["demo"].description == "changed"
+    assert not stored.exists()  # the older state is removed
+
+    monkeypatch.setattr(specs, "_catalogs", {})
+    [current] = (tmp_path / "cache").rglob("*.json")
+    current.write_text("{not json")  # a damaged store is read past, not trusted
+    assert load_catalog(folder).specs["demo"].description == "changed"
