@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from model_lifecycle.notifications import notify
@@ -22,8 +21,9 @@ if TYPE_CHECKING:
     from model_lifecycle.specs import ModelSpec
 
 
-class WaitForMergeSensor(VersionOperator, BaseSensorOperator):
-    """Deferrable: checks once, then waits in the triggerer without holding a worker slot.
+class WaitForMergeSensor(VersionOperator):
+    """Deferrable: checks once, then waits in the triggerer without holding a worker slot, until the
+    change is decided or ``gitops.merge_timeout_hours`` pass.
 
     Merged: the merge SHA, who merged, who approved and when go to XCom and to the version's MLflow tags.
     Closed without merge: the version is tagged rejected and the task fails at once, without retries.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from model_lifecycle.notifications import notify
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from model_lifecycle.rollout import Verdict
 
 
-class VerifyRolloutSensor(VersionOperator, BaseSensorOperator):
+class VerifyRolloutSensor(VersionOperator):
     template_fields = ("model", "registered", "merge")
     ui_color = "#e5dbff"
 
