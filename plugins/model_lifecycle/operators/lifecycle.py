@@ -51,7 +51,10 @@ class VersionOperator(ModelLifecycleOperator):
 
     @property
     def extra_link_urls(self) -> dict[str, str]:
-        """What the UI's buttons open; read when the task ends."""
+        """What the UI's buttons open; read when the task ends (none when it failed before its input
+        was resolved)."""
+        if not isinstance(self.registered, (RegisteredVersion, dict)):
+            return {}
         return version_links(self.registry, self.mlflow.ui_url, self.version.version)
 
 
