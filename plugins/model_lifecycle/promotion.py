@@ -126,12 +126,13 @@ class PromotionService:
         isvc = gitops.inference_service
         name = self.spec.registered_model
         evidence = self._evidence(version, airflow_run_url)
+        pin = self._pin(version)
         if self.spec.rollout.target == "kserve":
             current, _ = self.provider.read_file(gitops.base_branch, gitops.manifest_path)
-            if self._pin(version)(current) != current:  # a change will be proposed
+            if pin(current) != current:  # a change will be proposed
                 self._record_serving_revision(version)
         proposal = self._propose(
-            version,
+            pin,
             branch=promotion_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
                                     version=version),
             title=pull_request_title(evidence),
@@ -161,7 +162,7 @@ class PromotionService:
         isvc = gitops.inference_service
         name = self.spec.registered_model
         proposal = self._propose(
-            production.version,
+            self._pin(production.version),
             branch=revert_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
                                  version=failed),
             title=f"Revert InferenceService {isvc.namespace}/{isvc.name} to {name} v{production.version}",
@@ -179,7 +180,7 @@ class PromotionService:
         """Where the serving side reads this version: the URI the manifest pins."""
         return self.mlflow.storage_uri(self.registry.artifact_uri(version))
 
-    def _propose(self, version: str, *, branch: str, title: str, body: str) -> Proposal:
+    def _propose(self, edit: Callable[[str], str], *, branch: str, title: str, body: str) -> Proposal:
         from model_lifecycle.gitops import ChangeRequest
         from model_lifecycle.manifests import ManifestError
 
@@ -189,7 +190,7 @@ class PromotionService:
                 branch=branch,
                 base_branch=gitops.base_branch,
                 path=gitops.manifest_path,
-                edit=self._pin(version),
+                edit=edit,
                 title=title,
                 body=body,
                 labels=tuple(gitops.labels),
