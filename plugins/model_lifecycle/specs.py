@@ -236,6 +236,9 @@ class KServe(Strict):
 
 class Rollout(Strict):
     target: Literal["local", "kserve"] = "local"
+    # What serves the model (``model_lifecycle.runtimes``): KServe's built-in MLflow runtime, or the
+    # MLServer-on-MLflow-3 ServingRuntime this project ships. The trainer logs in a form it reads.
+    runtime: Literal["kserve-mlserver", "mlserver-mlflow3"] = "kserve-mlserver"
     timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
     # revert: a rollout that fails after the merge proposes going back to the production version.
     on_failed_rollout: Literal["revert", "fail"] = "revert"

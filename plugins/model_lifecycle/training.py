@@ -11,6 +11,8 @@ tagged with what it was given, so that the next task finds that run in MLflow (n
 ``DATA_WINDOW_START``/``_END``         ISO 8601 bounds of the data window, end excluded
                                        (run tags ``data.window_start``/``data.window_end``)
 ``TRAINING_PARAMS``                    JSON object of hyper-parameters from the spec
+``MODEL_SERIALIZATION_FORMAT``         how to save the model so that ``rollout.runtime`` reads it
+                                       (``pickle``, ``cloudpickle`` or ``skops``; optional)
 ``AIRFLOW_CTX_DAG_ID``,                the Airflow identity (run tags ``airflow.dag_id``,
 ``AIRFLOW_CTX_DAG_RUN_ID``,            ``airflow.run_id``, ``airflow.task_id``, ``airflow.try_number``)
 ``AIRFLOW_CTX_TASK_ID``,
@@ -26,6 +28,7 @@ import json
 from dataclasses import dataclass
 
 from model_lifecycle.policy import DataWindow
+from model_lifecycle.runtimes import RUNTIMES
 from model_lifecycle.specs import ModelSpec
 
 
@@ -50,6 +53,7 @@ def trainer_environment(
         "DATA_WINDOW_START": start,
         "DATA_WINDOW_END": end,
         "TRAINING_PARAMS": json.dumps(spec.training.params, sort_keys=True),
+        "MODEL_SERIALIZATION_FORMAT": RUNTIMES[spec.rollout.runtime].serialization_format,
         "AIRFLOW_CTX_DAG_ID": identity.dag_id,
         "AIRFLOW_CTX_DAG_RUN_ID": identity.run_id,
         "AIRFLOW_CTX_TASK_ID": identity.task_id,

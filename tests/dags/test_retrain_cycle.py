@@ -9,9 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mlflow.artifacts
 import pytest
+import yaml
 
 from embedded.gitops_repo import Reviewer, git, promotion_branches
+from model_lifecycle.runtimes import RUNTIMES, check_mlmodel
 from tests.support.airflow_runs import backfill, drive, load_dag, manual_run, rerun_task
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "mlflow_server")
@@ -82,6 +85,13 @@ def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_rep
     assert run.data.tags["airflow.dag_id"] == spec.dag_id
     assert run.data.tags["data.window_end"] == v1.tags["data.window_end"]
     assert {"accuracy", "roc_auc", "log_loss"} <= set(run.data.metrics)
+    # logged in a form KServe's default MLflow runtime (MLflow 2.19, no skops) reads
+    mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{mlflow_client.get_model_version_download_uri(spec.registered_model, '1')}/MLmodel",
+        tracking_uri=mlflow_client.tracking_uri)).read_text())
+    assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "cloudpickle"
+    findings = check_mlmodel(RUNTIMES["kserve-mlserver"], mlmodel, source="v1")
+    assert [finding for finding in findings if finding.severity == "error"] == []
 
     # git: one reviewed commit that changed only the manifest's URI and annotations
     head = v1.tags["pr.head_sha"]

@@ -52,6 +52,8 @@ CONTRACT = {
 def test_contract_becomes_params_and_run_tags() -> None:
     inputs = read_inputs(CONTRACT)
     assert inputs["params"]["C"] == 0.5 and inputs["params"]["max_iter"] == 1000
+    assert inputs["serialization_format"] == "cloudpickle"  # MLflow 3's skops is unreadable in MLflow 2
+    assert read_inputs({**CONTRACT, "MODEL_SERIALIZATION_FORMAT": "skops"})["serialization_format"] == "skops"
     assert inputs["tags"] == {
         "model": "m", "data.source": "sklearn:iris", "data.window_start": "2026-11-01T00:00:00+00:00",
         "data.window_end": "2026-11-15T00:00:00+00:00", "airflow.dag_id": "retrain__m",
@@ -65,6 +67,7 @@ def test_contract_becomes_params_and_run_tags() -> None:
     ({"DATA_WINDOW_START": "2026-11-01T00:00:00"}, "DATA_WINDOW_START must carry a UTC offset"),
     ({"TRAINING_PARAMS": "{"}, "TRAINING_PARAMS is not JSON"),
     ({"TRAINING_PARAMS": '{"depth": 3}'}, "unknown parameter\\(s\\) \\['depth'\\]"),
+    ({"MODEL_SERIALIZATION_FORMAT": "joblib"}, "MODEL_SERIALIZATION_FORMAT is 'joblib'; expected one of"),
 ])
 def test_contract_errors_name_the_variable(change: dict, message: str) -> None:
     with pytest.raises(ContractError, match=message):

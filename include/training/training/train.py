@@ -25,6 +25,9 @@ REQUIRED = (
     "DATA_WINDOW_START", "DATA_WINDOW_END",
     "AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID", "AIRFLOW_CTX_TASK_ID", "AIRFLOW_CTX_TRY_NUMBER",
 )
+# MLflow 3's default, skops, is unreadable for the MLflow 2 of KServe's kserve-mlserver runtime.
+DEFAULT_SERIALIZATION_FORMAT = "cloudpickle"
+SERIALIZATION_FORMATS = ("pickle", "cloudpickle", "skops")
 DEFAULT_PARAMS: dict[str, Any] = {"C": 1.0, "max_iter": 1000, "cv_folds": 5, "seed": 0}
 MIN_SAMPLES = 40
 
@@ -76,8 +79,13 @@ def read_inputs(environ: Mapping[str, str]) -> dict[str, Any]:
         "airflow.task_id": environ["AIRFLOW_CTX_TASK_ID"],
         "airflow.try_number": environ["AIRFLOW_CTX_TRY_NUMBER"],
     }
+    serialization_format = environ.get("MODEL_SERIALIZATION_FORMAT") or DEFAULT_SERIALIZATION_FORMAT
+    if serialization_format not in SERIALIZATION_FORMATS:
+        raise ContractError(f"MODEL_SERIALIZATION_FORMAT is {serialization_format!r}; expected one of "
+                            f"{list(SERIALIZATION_FORMATS)}")
     return {
         "source": environ["DATA_SOURCE"],
+        "serialization_format": serialization_format,
         "start": window["DATA_WINDOW_START"],
         "end": window["DATA_WINDOW_END"],
         "params": {**DEFAULT_PARAMS, **overrides},
@@ -86,7 +94,7 @@ def read_inputs(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def train(*, source: str, start: dt.datetime, end: dt.datetime, params: dict[str, Any],
-          tags: dict[str, str]) -> str:
+          tags: dict[str, str], serialization_format: str) -> str:
     """Cross-validate on the window (stable metrics even on small windows), then fit on all of it."""
     data = load_window(source, start, end)
     if len(data.target) < MIN_SAMPLES:
@@ -113,7 +121,7 @@ def train(*, source: str, start: dt.datetime, end: dt.datetime, params: dict[str
         mlflow.log_metrics({**metrics, "samples": len(data.target), "window_hours": data.hours})
         example = data.features[:2]
         mlflow.sklearn.log_model(
-            model, name="model", input_example=example,
+            model, name="model", input_example=example, serialization_format=serialization_format,
             signature=infer_signature(example, model.predict(example)),
             # What the model needs to load is what this trainer runs on (requirements.txt). Naming it
             # spares MLflow inferring it by loading the model in a child process, seconds per run.
