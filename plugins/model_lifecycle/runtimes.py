@@ -2,8 +2,7 @@
 
 A runtime is described by what KServe installs for it (the ServingRuntime's image, model formats and
 protocols) and by the Python environment of that image, pinned in ``include/serving/<name>/
-requirements.txt``: the versions the static check compares a model's MLmodel with, and the
-environment the local preflight loads the model in.
+requirements.txt``: the versions the checks compare a model's MLmodel with.
 
 Pure module: no Airflow, no MLflow.
 """
@@ -19,16 +18,12 @@ from typing import Any, Literal
 
 RuntimeName = Literal["kserve-mlserver", "mlserver-mlflow3"]
 SERVING_DIR = Path(__file__).resolve().parents[2] / "include" / "serving"
-# KServe sets this implementation for modelFormat mlflow (pkg/constants/constants.go,
-# MLServerModelClassMLFlow; inference_service_defaults.go, SetMlServerDefaults).
-MLFLOW_IMPLEMENTATION = "mlserver_mlflow.MLflowRuntime"
 
 
 @dataclass(frozen=True)
 class ServingRuntime:
     name: RuntimeName
     image: str
-    description: str
     # What the runtime's MLflow reads in MLmodel's flavors.sklearn.serialization_format.
     serialization_formats: tuple[str, ...]
     # The ServingRuntime's supportedModelFormats for MLflow models.
@@ -58,13 +53,12 @@ RUNTIMES: dict[str, ServingRuntime] = {
     # SUPPORTED_SERIALIZATION_FORMATS); skops came with MLflow 3.
     "kserve-mlserver": ServingRuntime(
         name="kserve-mlserver", image="docker.io/seldonio/mlserver:1.7.1",
-        description="KServe's built-in ClusterServingRuntime for MLflow models",
         serialization_formats=("pickle", "cloudpickle"), model_format_versions=("1", "2"),
     ),
+    # include/serving/mlserver-mlflow3/servingruntime.yaml, its image built from the Dockerfile there.
     "mlserver-mlflow3": ServingRuntime(
         name="mlserver-mlflow3", image="model-lifecycle/mlserver-mlflow3:1.7.1-mlflow3.17.2",
-        description="the ServingRuntime in include/serving/mlserver-mlflow3/servingruntime.yaml",
-        serialization_formats=("pickle", "cloudpickle"), model_format_versions=("3",),
+        serialization_formats=("skops", "pickle", "cloudpickle"), model_format_versions=("3",),
     ),
 }
 
