@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-RuntimeName = Literal["kserve-mlserver", "mlserver-mlflow3"]
-SERVING_DIR = Path(__file__).resolve().parents[2] / "include" / "serving"
+from model_lifecycle.specs import PROJECT_ROOT, RuntimeName
+
+SERVING_DIR = PROJECT_ROOT / "include" / "serving"
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class ServingRuntime:
                 f"MLflow {pins['mlflow']}, scikit-learn {pins['scikit-learn']})")
 
 
-RUNTIMES: dict[str, ServingRuntime] = {
+RUNTIMES: dict[RuntimeName, ServingRuntime] = {
     # KServe v0.20.0 config/runtimes/kserve-mlserver.yaml: model formats mlflow "1" and "2", protocol v2.
     # MLflow 2.19's sklearn flavor reads pickle and cloudpickle only (mlflow/sklearn/__init__.py,
     # SUPPORTED_SERIALIZATION_FORMATS); skops came with MLflow 3.

@@ -52,6 +52,8 @@ _CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day of month", "1-31"),
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+# The serving runtimes ``model_lifecycle.runtimes`` describes.
+RuntimeName = Literal["kserve-mlserver", "mlserver-mlflow3"]
 K8sName = Annotated[str, Field(pattern=_K8S_NAME)]
 # libyaml's parser, where PyYAML was built with it: ten times faster, and specs are read at parse time.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -238,7 +240,7 @@ class Rollout(Strict):
     target: Literal["local", "kserve"] = "local"
     # What serves the model (``model_lifecycle.runtimes``): KServe's built-in MLflow runtime, or the
     # MLServer-on-MLflow-3 ServingRuntime this project ships. The trainer logs in a form it reads.
-    runtime: Literal["kserve-mlserver", "mlserver-mlflow3"] = "kserve-mlserver"
+    runtime: RuntimeName = "kserve-mlserver"
     timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
     # revert: a rollout that fails after the merge proposes going back to the production version.
     on_failed_rollout: Literal["revert", "fail"] = "revert"

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from model_lifecycle.runtimes import RUNTIMES, check_mlmodel, check_model_format, pinned_packages
+from model_lifecycle.specs import PROJECT_ROOT
 
 KSERVE_MLSERVER = RUNTIMES["kserve-mlserver"]
 
@@ -24,7 +25,7 @@ def test_runtimes_name_the_versions_their_image_ships() -> None:
     assert RUNTIMES["mlserver-mlflow3"].packages["mlflow"] == "3.17.2"
     # the trainer's scikit-learn is what the MLflow 3 runtime serves with
     assert RUNTIMES["mlserver-mlflow3"].packages["scikit-learn"] == pinned_packages(
-        KSERVE_MLSERVER.requirements.parents[2] / "training" / "requirements.txt")["scikit-learn"]
+        PROJECT_ROOT / "include" / "training" / "requirements.txt")["scikit-learn"]
     assert KSERVE_MLSERVER.title == ("kserve-mlserver (MLServer 1.7.1, mlserver-mlflow 1.7.1, MLflow 2.19.0, "
                                      "scikit-learn 1.5.2)")
 
@@ -69,6 +70,6 @@ def test_the_manifest_must_select_the_declared_runtime(model: dict[str, Any], pr
 def test_the_example_manifests_select_the_default_runtime() -> None:
     import yaml
 
-    manifest = KSERVE_MLSERVER.requirements.parents[2] / "kubernetes" / "inferenceservice.yaml"
+    manifest = PROJECT_ROOT / "include" / "kubernetes" / "inferenceservice.yaml"
     model = yaml.safe_load(manifest.read_text())["spec"]["predictor"]["model"]
     assert check_model_format(KSERVE_MLSERVER, model, manifest=manifest.name) == []
