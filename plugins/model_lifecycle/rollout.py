@@ -186,6 +186,11 @@ def smoke_request_body(protocol: str, smoke: SmokeRequest) -> dict[str, Any]:
                         "data": [value for row in rows for value in row]}]}
 
 
+def inference_path(protocol: str, model: str) -> str:
+    """Where a model server takes one inference request: V1 ``:predict`` or V2 (Open Inference) ``infer``."""
+    return f"/v1/models/{model}:predict" if protocol == "v1" else f"/v2/models/{model}/infer"
+
+
 def smoke_predictions(protocol: str, answer: Mapping[str, Any]) -> list[Any]:
     """The predictions in a v1 or v2 answer; a malformed answer raises ``ValueError`` naming it."""
     try:

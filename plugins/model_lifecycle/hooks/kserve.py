@@ -61,5 +61,7 @@ class KServeHook(BaseHook):
         """One inference request to the model served at ``base_url`` (V1 ``:predict`` or V2 ``infer``)."""
         import requests
 
-        path = f"/v1/models/{model}:predict" if protocol == "v1" else f"/v2/models/{model}/infer"
-        return requests.post(f"{base_url.rstrip('/')}{path}", json=body, timeout=SMOKE_TIMEOUT_SECONDS)
+        from model_lifecycle.rollout import inference_path
+
+        return requests.post(f"{base_url.rstrip('/')}{inference_path(protocol, model)}", json=body,
+                             timeout=SMOKE_TIMEOUT_SECONDS)
