@@ -1,8 +1,8 @@
 """The on-call Airflow DAG ``promote_model_version``: promote any version of any model, or roll back.
 
-resolve → open_pr → wait_for_merge → verify_rollout → promote_production: the same pull request,
-merge, verification and promotion record as retraining, without training or the gate. The trigger form
-lists the models of ``include/models/``; rolling back is promoting ``previous-production``.
+resolve → preflight → open_pr → wait_for_merge → verify_rollout → promote_production: the same pull
+request, merge, verification and promotion record as retraining, without training or the gate. The
+trigger form lists the models of ``include/models/``; rolling back is promoting ``previous-production``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from model_lifecycle.operators.lifecycle import (
     PromoteToProductionOperator,
     ResolveVersionOperator,
 )
+from model_lifecycle.operators.preflight import PreflightOperator
 from model_lifecycle.policy import PROMOTION_POOL
 from model_lifecycle.sensors.merge import WaitForMergeSensor
 from model_lifecycle.sensors.rollout import VerifyRolloutSensor
@@ -29,7 +30,8 @@ DOC_MD = """\
 
 Pick the model, the version (a number, or an alias such as `previous-production`, `production`,
 `staging`), and say why. The run opens a pull request that points the model's InferenceService at
-that version; merging it is the approval; the rollout is verified as for retraining; then the version
+that version (once the preflight has loaded it in the declared serving runtime); merging it is the
+approval; the rollout is verified as for retraining; then the version
 becomes Production and the one it replaces is archived as `previous-production`.
 
 **Rolling back** is promoting `previous-production`: the version that was in production before comes
@@ -65,6 +67,7 @@ if models:
         },
     ):
         resolve = ResolveVersionOperator(task_id="resolve", spec=MODEL, pool=PROMOTION_POOL)
+        preflight = PreflightOperator(task_id="preflight", spec=MODEL, registered=resolve.output)
         open_pr = OpenPullRequestOperator(task_id="open_pr", spec=MODEL, registered=resolve.output,
                                           pool=PROMOTION_POOL)
         wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", spec=MODEL, proposal=open_pr.output,
@@ -73,4 +76,4 @@ if models:
                                      merge=wait_for_merge.output)
         production = PromoteToProductionOperator(task_id="promote_production", spec=MODEL,
                                                  registered=resolve.output, outlets=[PRODUCTION_ALIAS])
-        chain(resolve, open_pr, wait_for_merge, verify, production)
+        chain(resolve, preflight, open_pr, wait_for_merge, verify, production)

@@ -1,8 +1,8 @@
 """Airflow DAGs that retrain models: one ``retrain__<model>`` DAG per spec in ``include/models/``.
 
-plan → train → register → evaluate → promote_staging → open_pr → wait_for_merge → verify_rollout →
-promote_production. The tasks live in ``plugins/model_lifecycle``; this file only reads the specs and
-wires them. Specs that fail validation are reported by ``model_spec_errors.py``.
+plan → train → register → evaluate → preflight → promote_staging → open_pr → wait_for_merge →
+verify_rollout → promote_production. The tasks live in ``plugins/model_lifecycle``; this file only
+reads the specs and wires them. Specs that fail validation are reported by ``model_spec_errors.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from model_lifecycle.operators.lifecycle import (
     PromoteToStagingOperator,
     RegisterOperator,
 )
+from model_lifecycle.operators.preflight import PreflightOperator
 from model_lifecycle.operators.training import training_task
 from model_lifecycle.policy import PROMOTION_POOL
 from model_lifecycle.sensors.merge import WaitForMergeSensor
@@ -44,7 +45,10 @@ Trains on the `{spec.data.lookback_days}`-day window of `{spec.data.source}` tha
 data interval ends (a manual run without a logical date: where it was triggered), registers the
 version in MLflow (experiment `{spec.experiment}`), gates it, and proposes it to InferenceService
 `{isvc.namespace}/{isvc.name}` through `{spec.gitops.manifest_path}` on `{spec.gitops.base_branch}`.
-Merging the change is the approval; the version becomes Production once the rollout is verified.
+Before the pull request, the preflight loads the candidate from the URI the manifest will pin in the
+serving runtime `{spec.rollout.runtime}` and sends it the smoke request; a version it cannot load is
+rejected with the runtime's error. Merging the change is the approval; the version becomes Production
+once the rollout is verified.
 Training runs on backend `{spec.training.backend}`; the rollout is verified on target `{spec.rollout.target}`.
 
 | metric | goal | min | max | max regression vs production |
@@ -101,6 +105,7 @@ def retrain_dag(spec: ModelSpec) -> DAG:
         register = RegisterOperator(task_id="register", spec=spec, plan=plan.output)
         evaluate = EvaluateOperator(task_id="evaluate", spec=spec, plan=plan.output,
                                     registered=register.output)
+        preflight = PreflightOperator(task_id="preflight", spec=spec, registered=register.output)
         staging = PromoteToStagingOperator(task_id="promote_staging", spec=spec, registered=register.output)
         open_pr = OpenPullRequestOperator(task_id="open_pr", spec=spec, registered=register.output,
                                           pool=PROMOTION_POOL)
@@ -110,7 +115,8 @@ def retrain_dag(spec: ModelSpec) -> DAG:
                               merge=wait_for_merge.output)
         production = PromoteToProductionOperator(task_id="promote_production", spec=spec,
                                                  registered=register.output, outlets=[PRODUCTION_ALIAS])
-        chain(plan, train, register, evaluate, staging, open_pr, wait_for_merge, verify, production)
+        chain(plan, train, register, evaluate, preflight, staging, open_pr, wait_for_merge, verify,
+              production)
     return dag
 
 

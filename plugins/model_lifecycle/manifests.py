@@ -83,6 +83,13 @@ def read_pinned_model(text: str, *, path: str, name: str, namespace: str) -> Pin
     )
 
 
+def read_predictor_model(text: str, *, path: str, name: str, namespace: str) -> dict[str, Any]:
+    """``spec.predictor.model`` of the InferenceService: what KServe picks the serving runtime by."""
+    _, documents = _load(text, path)
+    return dict(_predictor_model(_find_inference_service(documents, path=path, name=name,
+                                                          namespace=namespace), path))
+
+
 def _load(text: str, path: str) -> tuple[YAML, list[Any]]:
     yaml = YAML()
     yaml.preserve_quotes = True

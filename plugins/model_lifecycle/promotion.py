@@ -93,7 +93,17 @@ class PromotionService:
     def check_target(self, version: str) -> None:
         """The repository, its base branch and the manifest exist, and the manifest holds the
         InferenceService the spec names, editable as a proposal needs; checked before anything moves.
-        A transient failure (``gitops.RetryLater``) is raised as it is, for a retry."""
+        An unusable target is recorded on the version (``promotion.blocked_reason``) and raised as
+        ``TargetUnusable``; a transient failure (``gitops.RetryLater``) is raised as it is, for a retry."""
+        from model_lifecycle.registry import Tag
+
+        try:
+            self._check_target(version)
+        except TargetUnusable as error:
+            self.registry.set_tags(version, {Tag.BLOCKED_REASON: str(error)})
+            raise
+
+    def _check_target(self, version: str) -> None:
         from model_lifecycle.gitops import GitOpsError, RetryLater
         from model_lifecycle.manifests import ManifestError
 

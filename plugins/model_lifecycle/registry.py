@@ -51,6 +51,12 @@ class Tag:
     BASELINE_VERSION = "evaluation.baseline_version"
     GATE = "evaluation.gate"
 
+    PREFLIGHT_VERDICT = "preflight.verdict"
+    PREFLIGHT_DETAIL = "preflight.detail"
+    PREFLIGHT_RUNTIME = "preflight.runtime"
+    PREFLIGHT_STORAGE_URI = "preflight.storage_uri"
+    PREFLIGHT_WARNINGS = "preflight.warnings"
+
     PROMOTION_DECISION = "promotion.decision"
     PROMOTING_DAG = "promotion.dag_id"
     PROMOTING_RUN = "promotion.run_id"

@@ -7,6 +7,7 @@ values read the same in the UI, in the REST API and in any Airflow version, and 
 
     plan ─▶ Plan            the data window and whether this run may promote
     register ─▶ RegisteredVersion   the model version and the MLflow run it was registered from
+    preflight ─▶ Preflight  the runtime that loaded the candidate, from which URI, and its answer
     open_pr ─▶ Proposal     the pull request (a ChangeRef), or none: the base branch already pins it
     wait_for_merge ─▶ Merge who merged and approved, and the merge commit
     verify_rollout ─▶ Rollout       where and how the rollout was verified
@@ -72,6 +73,16 @@ class RegisteredVersion(XComResult):
 
     version: str
     run_id: str
+
+
+@dataclass(frozen=True)
+class Preflight(XComResult):
+    """The candidate loaded and answered in the declared serving runtime, from the URI the manifest
+    will pin."""
+
+    runtime: str
+    storage_uri: str
+    detail: str
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def test_promote_dag_offers_the_models_and_requires_a_reason(monkeypatch: pytest
     dag = parse(SHIPPED_SPECS, monkeypatch).dags["promote_model_version"]
     assert type(dag.timetable).__name__ == "NullTimetable"  # manual only
     assert [task.task_id for task in dag.topological_sort()] == [
-        "resolve", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
+        "resolve", "preflight", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
     # resolving takes the InferenceService on, so it runs in the promotion pool as open_pr does
     assert {dag.task_dict[task].pool for task in ("resolve", "open_pr")} == {"model_lifecycle_promotion"}
     assert [link.name for link in dag.task_dict["promote_production"].operator_extra_links] == [
@@ -62,8 +62,8 @@ def test_promote_dag_offers_the_models_and_requires_a_reason(monkeypatch: pytest
 
 def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) -> None:
     dag = parse(SHIPPED_SPECS, monkeypatch).dags["retrain__demo"]
-    order = ["plan", "train", "register", "evaluate", "promote_staging", "open_pr", "wait_for_merge",
-             "verify_rollout", "promote_production"]
+    order = ["plan", "train", "register", "evaluate", "preflight", "promote_staging", "open_pr",
+             "wait_for_merge", "verify_rollout", "promote_production"]
     assert [task.task_id for task in dag.topological_sort()] == order
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.task_dict[upstream].downstream_task_ids

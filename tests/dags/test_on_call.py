@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,7 +17,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import yaml
 
 from embedded.gitops_repo import REVIEWER, Reviewer, git, promotion_branches
 from model_lifecycle.policy import promotion_lease_key
@@ -146,23 +146,27 @@ def test_promoting_what_does_not_exist_fails_naming_it(write_spec, gitops_repo: 
 
 
 def test_failed_rollout_proposes_the_revert_and_fails_with_both_links(
-        write_spec, specs_dir: Path, gitops_repo: Path, mlflow_client: Any, webhook: WebhookReceiver,
+        write_spec, gitops_repo: Path, mlflow_server: Any, mlflow_client: Any, webhook: WebhookReceiver,
         capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(notifications=WEBHOOK)
     first, _ = run_with_reviewer(spec, gitops_repo, logical_date=DAY)
     assert states(first)["promote_production"] == "success"
 
-    # the next version's smoke answer will not be what the spec expects
-    path = specs_dir / f"{spec.name}.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["rollout"]["smoke_request"]["expected_predictions"] = [1, 0]
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
     webhook.received.clear()
     capsys.readouterr()
 
-    # the reviewer merges v2 and leaves the revert open, for the test to look at
+    def lose_the_files_then_merge(branch: str) -> str:
+        """v2 passed the preflight; before its merge the artifact store loses its pickle, so the runtime
+        cannot load what the merged manifest pins. The revert is left open, for the test to look at."""
+        if "/revert-" in branch:
+            return "leave"
+        pinned = re.search(r"storageUri: mlflow-artifacts:/(\S+)", git(
+            gitops_repo, "show", f"{branch}:{spec.gitops.manifest_path}"))[1]
+        (Path(mlflow_server.artifacts_destination) / pinned / "model.pkl").unlink()
+        return "merge"
+
     run, _ = run_with_reviewer(spec, gitops_repo, logical_date=DAY + dt.timedelta(days=1),
-                                      decide=lambda branch: "leave" if "/revert-" in branch else "merge")
+                               decide=lose_the_files_then_merge)
     found = states(run)
     assert (found["verify_rollout"], found["promote_production"]) == ("failed", "upstream_failed")
     ti = next(ti for ti in run.get_task_instances() if ti.task_id == "verify_rollout")
@@ -171,7 +175,8 @@ def test_failed_rollout_proposes_the_revert_and_fails_with_both_links(
     v2 = versions(mlflow_client, spec)["2"].tags
     revert = f"model-lifecycle/models/demo-breast-cancer/revert-{spec.registered_model}-v2"
     assert v2["lifecycle.status"] == "rollout_failed"
-    assert "unexpected predictions: instance 0: got 0, expected 1" in v2["rollout.failure"]
+    assert "does not load in kserve-mlserver" in v2["rollout.failure"]
+    assert "model.pkl" in v2["rollout.failure"]  # in the runtime's own words
     assert v2["rollout.revert"].endswith(revert)
     assert aliases(mlflow_client, spec) == {"production": "1", "staging": "2"}
     assert pins(manifest_on_main(gitops_repo, spec), "2")  # what was merged is still there...

@@ -19,6 +19,7 @@ from model_lifecycle.operators.lifecycle import (
     RegisterOperator,
     ResolveVersionOperator,
 )
+from model_lifecycle.operators.preflight import PreflightOperator
 from model_lifecycle.operators.training import LocalTrainingOperator, training_task
 from model_lifecycle.results import Merge, RegisteredVersion
 from model_lifecycle.sensors.merge import WaitForMergeSensor, approval
@@ -38,6 +39,7 @@ def wired() -> dict[str, Any]:
             "register": (register := RegisterOperator(task_id="register", spec=SPEC, plan=plan.output)),
             "evaluate": EvaluateOperator(task_id="evaluate", spec=SPEC, plan=plan.output,
                                          registered=register.output),
+            "preflight": PreflightOperator(task_id="preflight", spec=SPEC, registered=register.output),
             "promote_staging": PromoteToStagingOperator(task_id="promote_staging", spec=SPEC,
                                                         registered=register.output),
             "open_pr": (open_pr := OpenPullRequestOperator(task_id="open_pr", spec=SPEC,
@@ -59,6 +61,7 @@ def wired() -> dict[str, Any]:
     ("train", ("plan",), {"plan"}),
     ("register", ("plan",), {"plan"}),
     ("evaluate", ("plan", "registered"), {"plan", "register"}),
+    ("preflight", ("registered",), {"register"}),
     ("promote_staging", ("registered",), {"register"}),
     ("open_pr", ("registered",), {"register"}),
     ("wait_for_merge", ("proposal", "registered"), {"open_pr", "register"}),
@@ -82,8 +85,8 @@ def test_an_operator_without_its_input_is_refused_at_parse_time() -> None:
 def test_the_tasks_of_a_version_link_to_it_and_a_local_rollout_is_bounded_by_its_timeout() -> None:
     tasks = wired()
     linked = {task_id for task_id, task in tasks.items() if task.operator_extra_links}
-    assert linked == {"evaluate", "promote_staging", "open_pr", "wait_for_merge", "verify_rollout",
-                      "promote_production"}
+    assert linked == {"evaluate", "preflight", "promote_staging", "open_pr", "wait_for_merge",
+                      "verify_rollout", "promote_production"}
     assert isinstance(tasks["train"], LocalTrainingOperator)
     assert isinstance(tasks["verify_rollout"], VerifyRolloutSensor)
     assert tasks["verify_rollout"].execution_timeout == dt.timedelta(minutes=SPEC.rollout.timeout_minutes)

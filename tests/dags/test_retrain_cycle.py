@@ -20,7 +20,8 @@ from tests.support.airflow_runs import backfill, drive, load_dag, manual_run, re
 pytestmark = pytest.mark.usefixtures("airflow_db", "mlflow_server")
 
 DAY = dt.datetime(2026, 11, 1, 3, tzinfo=dt.UTC)
-PROMOTION_TASKS = ["promote_staging", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
+PROMOTION_TASKS = ["preflight", "promote_staging", "open_pr", "wait_for_merge", "verify_rollout",
+                   "promote_production"]
 RECORD = [
     "data.source", "data.window_start", "data.window_end", "airflow.dag_id", "airflow.run_id",
     "airflow.run_url", "evaluation.verdict", "evaluation.summary", "evaluation.checks",
@@ -265,8 +266,10 @@ def test_unusable_gitops_target_fails_before_staging_without_retries(
     spec = write_spec(gitops=gitops, retries=3)
     run = manual_run(load_dag(spec.dag_id))
     found = states(run)
-    assert found["evaluate"] == "success" and found["promote_staging"] == "failed"
-    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "promote_staging")
+    # the preflight, the first step that reads the target, fails; nothing reaches Staging
+    assert found["evaluate"] == "success" and found["preflight"] == "failed"
+    assert found["promote_staging"] == "upstream_failed"
+    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "preflight")
     assert ti.try_number == 1  # a spec error: failed at once, not retried
     version = versions(mlflow_client, spec)["1"]
     assert version.current_stage == "None" and aliases(mlflow_client, spec) == {}  # nothing moved

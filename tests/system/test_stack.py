@@ -50,7 +50,8 @@ from tests.support.stores import S3Server, fresh_postgres_database, postgres_use
 pytestmark = pytest.mark.postgres
 
 DAG_ID = "retrain__demo"
-PROMOTION_TASKS = ["promote_staging", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
+PROMOTION_TASKS = ["preflight", "promote_staging", "open_pr", "wait_for_merge", "verify_rollout",
+                   "promote_production"]
 USERNAME = "oncall"
 # Bounds for waits that normally end far sooner; a machine busy with other tests needs the margin.
 STEP_TIMEOUT = 180

@@ -265,17 +265,10 @@ class PromoteToStagingOperator(VersionStepOperator):
     moves, and the version says why."""
 
     def execute(self, context: Context) -> None:
-        from model_lifecycle.promotion import TargetUnusable
-        from model_lifecycle.registry import Tag
-
         version = self.version.version
         promotion = PromotionService.of(self)
         promotion.require_allowed(version, run_type=run_type(context), force_reason=force_reason(context))
-        try:
-            promotion.check_target(version)
-        except TargetUnusable as error:
-            self.registry.set_tags(version, {Tag.BLOCKED_REASON: str(error)})
-            raise
+        promotion.check_target(version)
         name = self.spec.registered_model
         if self.registry.promote_to_staging(version):
             self.log.info("%s v%s is in stage Staging with alias %r.", name, version,

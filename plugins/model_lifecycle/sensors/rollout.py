@@ -1,9 +1,9 @@
 """Verifying the rollout of the merged change, and what happens when it fails.
 
-Target ``local``: the model at the URI the merged manifest names loads through MLflow and answers the
-spec's smoke request. Target ``kserve``: deferrable until the InferenceService serves the new version
-on a new, ready, fully rolled-out revision (``triggers/rollout.py``); then the smoke request is sent
-to it and its answer checked.
+Target ``local``: the model at the URI the merged manifest names loads in the declared serving runtime
+(the real MLServer, ``runtime_server``) and answers the spec's smoke request. Target ``kserve``:
+deferrable until the InferenceService serves the new version on a new, ready, fully rolled-out
+revision (``triggers/rollout.py``); then the smoke request is sent to it and its answer checked.
 
 A rollout that fails after the merge is not left half-done: the version is tagged with the reason, and
 with ``rollout.on_failed_rollout: revert`` a change pointing the InferenceService back at the
@@ -75,12 +75,14 @@ class VerifyRolloutSensor(VersionOperator):
     # Target local ------------------------------------------------------------------------------
 
     def _verify_locally(self, context: Context) -> str:
-        import mlflow.pyfunc
-        import numpy as np
+        import tempfile
+        from pathlib import Path
 
         from model_lifecycle.gitops import provider_for
         from model_lifecycle.manifests import read_pinned_model
-        from model_lifecycle.rollout import check_pinned_model, check_smoke_answer
+        from model_lifecycle.rollout import check_pinned_model
+        from model_lifecycle.runtime_server import RuntimeStartError, download_model, serve_and_ask
+        from model_lifecycle.runtimes import RUNTIMES
 
         gitops = self.spec.gitops
         isvc = gitops.inference_service
@@ -90,15 +92,20 @@ class VerifyRolloutSensor(VersionOperator):
         verdicts = [self._require(context, check_pinned_model(
             pinned, storage_uri=self.promotion.storage_uri(version),
             registered_model=self.spec.registered_model, version=version))]
-        mlflow.set_tracking_uri(self.mlflow.tracking_uri)
-        try:
-            model = mlflow.pyfunc.load_model(pinned.storage_uri)
-        except Exception as error:  # noqa: BLE001 (any failure to load is the rollout's failure)
-            self._rollout_failed(context, f"the model at {pinned.storage_uri} does not load: {error}")
-        smoke = self.spec.rollout.smoke_request
-        if smoke is not None:
-            predictions = model.predict(np.asarray(smoke.instances))
-            verdicts.append(self._require(context, check_smoke_answer(smoke, list(predictions))))
+        runtime = RUNTIMES[self.spec.rollout.runtime]
+        assert pinned.storage_uri is not None  # check_pinned_model passed
+        with tempfile.TemporaryDirectory(prefix="rollout-") as workdir:
+            model_dir = download_model(pinned.storage_uri, Path(workdir) / "model",
+                                       tracking_uri=self.mlflow.tracking_uri)
+            try:
+                verdict = serve_and_ask(runtime, model_dir, model_name=isvc.name,
+                                        smoke=self.spec.rollout.smoke_request,
+                                        protocol=self.spec.rollout.kserve.protocol,
+                                        log_path=Path(workdir) / "runtime.log")
+            except RuntimeStartError as error:
+                self._rollout_failed(context, f"the model at {pinned.storage_uri} does not load in "
+                                              f"{runtime.title}: {error.error}")
+        verdicts.append(self._require(context, verdict))
         return f"at {commit[:12]}: " + "; ".join(verdict.reason for verdict in verdicts)
 
     # Target kserve -----------------------------------------------------------------------------
