@@ -33,19 +33,18 @@ def test_the_runtime_error_is_its_error_records_then_its_exceptions_each_once() 
     assert runtime_error("INFO - all well\n") == ""
 
 
-def register(mlflow_server: Any, spec: Any, log_model: Callable[[], Any]) -> str:
-    """A version of the spec's model from a run that ``log_model`` logs, as an older trainer left it."""
+def register(mlflow_server: Any, spec: Any, log_model: Callable[[], Any],
+             monkeypatch: pytest.MonkeyPatch) -> str:
+    """A version of the spec's model from a run that ``log_model`` logs, as an older trainer left it.
+    The tracking URI comes from the environment for this test only: a URI set in the process would
+    outlive it."""
     import mlflow
 
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_server.url)
-    try:
-        mlflow.set_experiment(spec.experiment)
-        with mlflow.start_run():
-            info = log_model()
-        return mlflow.register_model(info.model_uri, spec.registered_model).version
-    finally:
-        mlflow.set_tracking_uri(previous)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    mlflow.set_experiment(spec.experiment)
+    with mlflow.start_run():
+        info = log_model()
+    return mlflow.register_model(info.model_uri, spec.registered_model).version
 
 
 def assert_rejected_before_review(spec: Any, version: str, gitops_repo: Path, mlflow_client: Any,
@@ -69,30 +68,31 @@ def assert_rejected_before_review(spec: Any, version: str, gitops_repo: Path, ml
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_a_model_the_runtime_cannot_load_is_rejected_with_its_error(write_spec, gitops_repo: Path,
-                                                                    mlflow_server: Any,
-                                                                    mlflow_client: Any) -> None:
+def test_a_model_the_runtime_cannot_load_is_rejected_with_its_error(
+        write_spec, gitops_repo: Path, mlflow_server: Any, mlflow_client: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow.pyfunc
 
     from tests.support.foreign_model import ForeignModel
 
     spec = write_spec()
     version = register(mlflow_server, spec, lambda: mlflow.pyfunc.log_model(
-        name="model", python_model=ForeignModel()))
+        name="model", python_model=ForeignModel()), monkeypatch)
     # Its MLmodel is fine; only loading it in MLServer shows it depends on code the runtime lacks.
     assert_rejected_before_review(spec, version, gitops_repo, mlflow_client, "No module named 'tests'")
 
 
 @pytest.mark.usefixtures("airflow_db")
 def test_a_model_whose_mlmodel_the_runtime_cannot_read_is_rejected_naming_the_field(
-        write_spec, gitops_repo: Path, mlflow_server: Any, mlflow_client: Any) -> None:
+        write_spec, gitops_repo: Path, mlflow_server: Any, mlflow_client: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow.sklearn
     from sklearn.linear_model import LogisticRegression
 
     spec = write_spec()
     model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
     version = register(mlflow_server, spec, lambda: mlflow.sklearn.log_model(
-        model, name="model", serialization_format="skops"))
+        model, name="model", serialization_format="skops"), monkeypatch)
     tags = assert_rejected_before_review(spec, version, gitops_repo, mlflow_client,
                                          "flavors.sklearn.serialization_format 'skops'")
     assert "serialization_format='cloudpickle'" in tags["preflight.detail"]  # and says what to change
