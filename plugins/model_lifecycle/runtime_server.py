@@ -212,8 +212,9 @@ def runtime_error(log: str) -> str:
 def download_model(storage_uri: str, target: Path, *, tracking_uri: str) -> Path:
     """The model at ``storage_uri`` in ``target``, as the serving side gets it: through KServe's own
     storage-initializer code (``kserve-storage``) for what KServe reads (``s3://``, ``gs://``,
-    ``file://``, ...); a proxied ``mlflow-artifacts:`` URI, which only the local target pins, through
-    MLflow."""
+    ``file://``, ...); a proxied ``mlflow-artifacts:`` URI (what the local target pins, and what a
+    location under the tracking server's artifacts destination is read as: ``MlflowHook.proxied_uri``)
+    through MLflow."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     if storage_uri.startswith(("mlflow-artifacts:", "models:", "runs:")):

@@ -66,3 +66,12 @@ class MlflowHook(BaseHook):
             path = artifact_uri.removeprefix(prefix).lstrip("/")
             return f"{self.artifacts_destination.rstrip('/')}/{path}"
         return artifact_uri
+
+    def proxied_uri(self, storage_uri: str) -> str:
+        """The inverse of ``storage_uri``: a location under the server's artifacts destination as the
+        proxied ``mlflow-artifacts:`` URI, which a worker without the store's credentials reads through
+        the tracking server (the same files); any other URI as it is."""
+        destination = (self.artifacts_destination or "").rstrip("/")
+        if destination and storage_uri.startswith(f"{destination}/"):
+            return f"mlflow-artifacts:/{storage_uri.removeprefix(f'{destination}/')}"
+        return storage_uri

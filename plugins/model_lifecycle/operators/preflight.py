@@ -90,7 +90,7 @@ class PreflightOperator(VersionStepOperator):
             raise AirflowFailException("; ".join(problems))
 
         with tempfile.TemporaryDirectory(prefix="preflight-") as workdir:
-            model_dir = download_model(storage_uri, Path(workdir) / "model",
+            model_dir = download_model(self.mlflow.proxied_uri(storage_uri), Path(workdir) / "model",
                                        tracking_uri=self.mlflow.tracking_uri)
             mlmodel_path = model_dir / "MLmodel"
             if not mlmodel_path.exists():

@@ -95,7 +95,7 @@ class VerifyRolloutSensor(VersionOperator):
         runtime = RUNTIMES[self.spec.rollout.runtime]
         assert pinned.storage_uri is not None  # check_pinned_model passed
         with tempfile.TemporaryDirectory(prefix="rollout-") as workdir:
-            model_dir = download_model(pinned.storage_uri, Path(workdir) / "model",
+            model_dir = download_model(self.mlflow.proxied_uri(pinned.storage_uri), Path(workdir) / "model",
                                        tracking_uri=self.mlflow.tracking_uri)
             try:
                 verdict = serve_and_ask(runtime, model_dir, model_name=isvc.name,
