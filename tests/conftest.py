@@ -127,6 +127,16 @@ def kube_api() -> Iterator[Any]:
     api.stop()
 
 
+@pytest.fixture(scope="session")
+def model_servers() -> Iterator[Any]:
+    """The serving runtimes' real MLServers, one per runtime, started when a test first needs one."""
+    from tests.support.serving import ModelServers
+
+    servers = ModelServers(SESSION_DIR / "model-servers")
+    yield servers
+    servers.stop()
+
+
 @pytest.fixture
 def kubernetes_default(kube_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Connection ``kubernetes_default`` pointing at the loopback API; every InferenceService the API

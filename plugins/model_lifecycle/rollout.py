@@ -111,27 +111,21 @@ def inference_service_state(
     status = isvc.get("status") or {}
     predictor_spec = spec.get("predictor") or {}
     conditions = _conditions(status)
-    summary = ", ".join(f"{kind}={c.get('status')}" + (f" ({c['reason']})" if c.get("reason") else "")
-                        for kind, c in conditions.items())
+    summary = _condition_summary(conditions)
 
     def state(kind: str, reason: str) -> RolloutState:
         return RolloutState(kind, reason, summary)
 
-    served_uri = (predictor_spec.get("model") or {}).get("storageUri")
-    if served_uri != storage_uri:
-        return state("waiting", f"spec.predictor.model.storageUri is {served_uri!r}, not yet {storage_uri!r} "
-                                "(the GitOps agent has not applied the merge)")
+    not_applied = _not_applied(predictor_spec, storage_uri)
+    if not_applied:
+        return state("waiting", not_applied)
 
     model_status = status.get("modelStatus") or {}
     transition = model_status.get("transitionStatus")
     states = model_status.get("states") or {}
-    if transition in FAILED_TRANSITIONS or states.get("targetModelState") == "FailedToLoad":
-        failure = model_status.get("lastFailureInfo") or {}
-        detail = ": ".join(str(failure[key]) for key in ("reason", "message") if failure.get(key))
-        return state("failed", f"the new model failed to load (transitionStatus {transition}, "
-                               f"targetModelState {states.get('targetModelState')}): "
-                               f"{detail or 'no lastFailureInfo'}; activeModelState "
-                               f"{states.get('activeModelState')!r} is the previous model")
+    failed_load = _failed_load_reason(model_status)
+    if failed_load:
+        return state("failed", failed_load)
 
     not_true = [kind for kind in READY_CONDITIONS if conditions.get(kind, {}).get("status") != "True"]
     if not_true:
@@ -200,3 +194,167 @@ def smoke_predictions(protocol: str, answer: Mapping[str, Any]) -> list[Any]:
     except (KeyError, IndexError, TypeError):
         expected = "predictions" if protocol == "v1" else "outputs[0].data"
         raise ValueError(f"the {protocol} answer has no {expected}: {answer!r}") from None
+
+
+# KServe Standard mode ----------------------------------------------------------------------------
+# Standard (RawDeployment before KServe 0.16) serves the predictor from a plain Deployment and writes
+# no revisions or traffic, so the Deployment is what proves the rollout.
+
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# pkg/constants/constants.go, StorageInitializerSourceUriInternalAnnotationKey
+SOURCE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
+# pkg/constants/constants.go, ParseDeploymentMode: the pre-0.16 names
+_LEGACY_DEPLOYMENT_MODES = {"RawDeployment": "Standard", "Serverless": "Knative"}
+_JUDGED_DEPLOYMENT_MODES = ("Standard", "Knative")
+
+
+def deployment_mode(isvc: Mapping[str, Any]) -> str:
+    """How KServe deploys this InferenceService: "Standard" or "Knative".
+
+    As pkg/controller/v1beta1/inferenceservice/utils/utils.go (GetDeploymentMode) decides it:
+    ``status.deploymentMode`` first (KServe records the mode it chose and keeps it), then the
+    ``serving.kserve.io/deploymentMode`` annotation, legacy names (RawDeployment, Serverless)
+    normalised. With neither, KServe takes the cluster's ``defaultDeploymentMode``; the shipped
+    configmap (config/configmap/inferenceservice.yaml) sets Serverless, so this returns "Knative".
+    ModelMesh and unknown values raise ``ValueError`` naming the value: no verdict here judges them,
+    and KServe would silently fall back to the default for an unknown annotation."""
+    status_mode = (isvc.get("status") or {}).get("deploymentMode")
+    annotation = ((isvc.get("metadata") or {}).get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION)
+    if status_mode:
+        source, value = "status.deploymentMode", status_mode
+    elif annotation:
+        source, value = f"annotation {DEPLOYMENT_MODE_ANNOTATION}", annotation
+    else:
+        return "Knative"
+    mode = _LEGACY_DEPLOYMENT_MODES.get(value, value)
+    if mode not in _JUDGED_DEPLOYMENT_MODES:
+        raise ValueError(f"{source} is {value!r}: only Standard (RawDeployment) and Knative (Serverless) "
+                         "InferenceServices can be judged")
+    return mode
+
+
+def predictor_deployment_name(isvc_name: str, *, predictor_name: str | None = None) -> str:
+    """The predictor's Deployment in Standard mode (pkg/constants/constants.go, PredictorServiceName):
+    ``<isvc>-predictor``, or ``<isvc>-<spec.predictor.name>-predictor`` when the predictor is named."""
+    if predictor_name:
+        return f"{isvc_name}-{predictor_name}-predictor"
+    return f"{isvc_name}-predictor"
+
+
+def deployment_rollout_state(
+    isvc: Mapping[str, Any], deployment: Mapping[str, Any] | None, *, storage_uri: str
+) -> RolloutState:
+    """Is this Standard-mode InferenceService serving ``storage_uri`` from a fully rolled-out Deployment?
+
+    The InferenceService's status cannot prove it: PropagateRawStatus
+    (pkg/apis/serving/v1beta1/inference_service_status.go) keeps PredictorReady True while the old
+    ReplicaSet is still Available, PropagateModelStatus marks the model Loaded as soon as the
+    InferenceService is Ready, and ``status.observedGeneration`` is the Deployment's. So the
+    Deployment must carry the new URI on its pod template, have observed that generation and have
+    every replica updated and available. Its conditions are what ``conditions`` summarises."""
+    spec = isvc.get("spec") or {}
+    status = isvc.get("status") or {}
+    predictor_spec = spec.get("predictor") or {}
+    name = predictor_deployment_name((isvc.get("metadata") or {}).get("name", ""),
+                                     predictor_name=predictor_spec.get("name"))
+    deployment_status = (deployment or {}).get("status") or {}
+    deployment_conditions = _conditions(deployment_status)
+    summary = _condition_summary(deployment_conditions)
+
+    def state(kind: str, reason: str) -> RolloutState:
+        return RolloutState(kind, reason, summary)
+
+    not_applied = _not_applied(predictor_spec, storage_uri)
+    if not_applied:
+        return state("waiting", not_applied)
+    if deployment is None:
+        return state("waiting", f"the predictor Deployment {name!r} does not exist yet")
+
+    # components/predictor.go (addStorageInitializerAnnotations) puts the URI on the pod template
+    template = (deployment.get("spec") or {}).get("template") or {}
+    template_uri = ((template.get("metadata") or {}).get("annotations") or {}).get(SOURCE_URI_ANNOTATION)
+    if template_uri != storage_uri:
+        return state("waiting", f"the pod template of Deployment {name!r} still has storage URI "
+                                f"{template_uri!r}, not yet {storage_uri!r} (KServe has not reconciled "
+                                "the change)")
+
+    # Before the Deployment controller observes the new generation, its conditions and counts still
+    # describe the previous rollout, and a failure there must not fail this one.
+    generation = (deployment.get("metadata") or {}).get("generation")
+    observed = deployment_status.get("observedGeneration", 0)
+    if generation is not None and observed < generation:
+        return state("waiting", f"Deployment {name!r} generation {generation} not observed yet, "
+                                f"observedGeneration {observed}")
+
+    # Also the backstop for a crashing model server: PropagateModelStatus looks for kserve-container
+    # crashes only when the InferenceService is not Ready, and the old ReplicaSet keeps it Ready.
+    progressing = deployment_conditions.get("Progressing") or {}
+    if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return state("failed", f"Deployment {name!r} exceeded its progress deadline "
+                               f"(ProgressDeadlineExceeded): {progressing.get('message') or 'no message'}")
+    replica_failure = deployment_conditions.get("ReplicaFailure") or {}
+    if replica_failure.get("status") == "True":
+        return state("failed", f"Deployment {name!r} cannot create its pods (ReplicaFailure "
+                               f"{replica_failure.get('reason')}): "
+                               f"{replica_failure.get('message') or 'no message'}")
+
+    # A failed load leaves the new ReplicaSet unavailable for good, so it is told before the counts.
+    model_status = status.get("modelStatus") or {}
+    failed_load = _failed_load_reason(model_status)
+    if failed_load:
+        return state("failed", failed_load)
+
+    # apps/v1 defaults spec.replicas to 1; the API omits status counts that are 0.
+    desired = (deployment.get("spec") or {}).get("replicas", 1)
+    replicas = deployment_status.get("replicas", 0)
+    updated = deployment_status.get("updatedReplicas", 0)
+    available = deployment_status.get("availableReplicas", 0)
+    if replicas > updated:
+        return state("waiting", f"an old ReplicaSet still serves: Deployment {name!r} has {replicas} "
+                                f"replica(s), {updated} updated")
+    if updated != desired or replicas != desired:
+        return state("waiting", f"Deployment {name!r} has {updated} updated replica(s) of {desired} desired")
+    if available != desired:
+        return state("waiting", f"Deployment {name!r} has {available} available replica(s) of {desired} "
+                                "desired")
+
+    transition = model_status.get("transitionStatus")
+    target = (model_status.get("states") or {}).get("targetModelState")
+    if transition != "UpToDate" or target != "Loaded":
+        return state("waiting", f"model transitionStatus {transition!r}, targetModelState {target!r}")
+    predictor_ready = _conditions(status).get("PredictorReady") or {}
+    if predictor_ready.get("status") != "True":
+        return state("waiting", f"condition PredictorReady is {predictor_ready.get('status')!r}"
+                                + (f" ({predictor_ready['reason']})" if predictor_ready.get("reason") else "")
+                                + ", not True")
+    return state("passed", f"Deployment {name!r} has all {desired} replica(s) updated and available on "
+                           f"{storage_uri}; model Loaded and UpToDate")
+
+
+def _not_applied(predictor_spec: Mapping[str, Any], storage_uri: str) -> str | None:
+    """Why the InferenceService does not name ``storage_uri`` yet, or None when it does."""
+    served_uri = (predictor_spec.get("model") or {}).get("storageUri")
+    if served_uri == storage_uri:
+        return None
+    return (f"spec.predictor.model.storageUri is {served_uri!r}, not yet {storage_uri!r} (the GitOps agent "
+            "has not applied the merge)")
+
+
+def _condition_summary(conditions: Mapping[str, Mapping[str, Any]]) -> str:
+    return ", ".join(f"{kind}={c.get('status')}" + (f" ({c['reason']})" if c.get("reason") else "")
+                     for kind, c in conditions.items())
+
+
+def _failed_load_reason(model_status: Mapping[str, Any]) -> str | None:
+    """Why the new model failed to load, or None: ``activeModelState`` keeps the old model's state
+    then, so the transition status, the target state and ``lastFailureInfo`` are what tell it."""
+    transition = model_status.get("transitionStatus")
+    states = model_status.get("states") or {}
+    if transition not in FAILED_TRANSITIONS and states.get("targetModelState") != "FailedToLoad":
+        return None
+    failure = model_status.get("lastFailureInfo") or {}
+    detail = ": ".join(str(failure[key]) for key in ("reason", "message") if failure.get(key))
+    return (f"the new model failed to load (transitionStatus {transition}, "
+            f"targetModelState {states.get('targetModelState')}): "
+            f"{detail or 'no lastFailureInfo'}; activeModelState "
+            f"{states.get('activeModelState')!r} is the previous model")

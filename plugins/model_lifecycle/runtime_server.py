@@ -114,13 +114,17 @@ def free_port() -> int:
 
 
 class RuntimeServer:
-    """MLServer serving ``model_dir`` as ``model_name``: ``with RuntimeServer(...) as server`` starts it
-    and waits until the model is ready (or raises ``RuntimeStartError`` with the runtime's error)."""
+    """MLServer on the model repository ``repository``: ``with RuntimeServer(...) as server`` starts it
+    and waits until it is ready (or raises ``RuntimeStartError`` with the runtime's error).
 
-    def __init__(self, runtime: ServingRuntime, model_dir: Path, *, model_name: str, log_path: Path,
-                 start_timeout: float = START_TIMEOUT_SECONDS) -> None:
+    With ``model_name`` it serves the model in ``repository`` under that name, as KServe's single-model
+    runtime does; without, it serves what the repository's ``model-settings.json`` files declare, and
+    takes more through MLServer's model repository API."""
+
+    def __init__(self, runtime: ServingRuntime, repository: Path, *, model_name: str | None = None,
+                 log_path: Path, start_timeout: float = START_TIMEOUT_SECONDS) -> None:
         self.runtime = runtime
-        self.model_dir = model_dir
+        self.repository = repository
         self.model_name = model_name
         self.log_path = log_path
         self.start_timeout = start_timeout
@@ -148,14 +152,17 @@ class RuntimeServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (open for the process's lifetime)
         began = time.monotonic()
+        single_model = {} if self.model_name is None else {
+            "MLSERVER_MODEL_NAME": self.model_name,
+            "MLSERVER_MODEL_URI": str(self.repository),
+            "MLSERVER_MODEL_IMPLEMENTATION": MLFLOW_IMPLEMENTATION,
+        }
         self._process = subprocess.Popen(
-            [str(environment / "bin" / "mlserver"), "start", str(self.model_dir)],
-            cwd=self.model_dir, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(environment / "bin" / "mlserver"), "start", str(self.repository)],
+            cwd=self.repository, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             env=_clean_environment(
                 PATH=f"{environment / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-                MLSERVER_MODEL_NAME=self.model_name,
-                MLSERVER_MODEL_URI=str(self.model_dir),
-                MLSERVER_MODEL_IMPLEMENTATION=MLFLOW_IMPLEMENTATION,
+                **single_model,
                 MLSERVER_HTTP_PORT=str(self.port),
                 MLSERVER_GRPC_PORT=str(free_port()),
                 MLSERVER_METRICS_PORT=str(free_port()),
@@ -164,7 +171,8 @@ class RuntimeServer:
                 MLSERVER_PARALLEL_WORKERS="0",
             ),
         )
-        ready = f"{self.url}/v2/models/{self.model_name}/ready"
+        ready = (f"{self.url}/v2/health/ready" if self.model_name is None
+                 else f"{self.url}/v2/models/{self.model_name}/ready")
         while True:
             if self._process.poll() is not None:
                 self.stop()
@@ -182,11 +190,10 @@ class RuntimeServer:
         self.started_in = time.monotonic() - began
         return self
 
-    def infer(self, protocol: str, body: dict[str, Any]) -> Response:
+    def infer(self, protocol: str, model_name: str, body: dict[str, Any]) -> Response:
         import requests
 
-        return requests.post(f"{self.url}{inference_path(protocol, self.model_name)}", json=body,
-                             timeout=60)
+        return requests.post(f"{self.url}{inference_path(protocol, model_name)}", json=body, timeout=60)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -238,7 +245,7 @@ def serve_and_ask(runtime: ServingRuntime, model_dir: Path, *, model_name: str, 
         loaded = f"{runtime.name} loaded it"
         if smoke is None:
             return Verdict(True, f"{loaded} (no smoke request in the spec)")
-        response = server.infer(protocol, smoke_request_body(protocol, smoke))
+        response = server.infer(protocol, model_name, smoke_request_body(protocol, smoke))
     if response.status_code != 200:
         return Verdict(False, f"{loaded}, and the smoke request got HTTP {response.status_code}: "
                               f"{response.text[:500]}")

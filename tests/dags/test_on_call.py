@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -21,7 +20,15 @@ import pytest
 from embedded.gitops_repo import REVIEWER, Reviewer, git, promotion_branches
 from model_lifecycle.policy import promotion_lease_key
 from model_lifecycle.specs import PROJECT_ROOT
-from tests.dags.test_retrain_cycle import DAY, aliases, manifest_on_main, run_with_reviewer, states, versions
+from tests.dags.test_retrain_cycle import (
+    DAY,
+    aliases,
+    lose_the_pickle_then_merge,
+    manifest_on_main,
+    run_with_reviewer,
+    states,
+    versions,
+)
 from tests.support.airflow_runs import load_dag, manual_run
 from tests.support.receivers import MailReceiver, WebhookReceiver
 
@@ -155,18 +162,9 @@ def test_failed_rollout_proposes_the_revert_and_fails_with_both_links(
     webhook.received.clear()
     capsys.readouterr()
 
-    def lose_the_files_then_merge(branch: str) -> str:
-        """v2 passed the preflight; before its merge the artifact store loses its pickle, so the runtime
-        cannot load what the merged manifest pins. The revert is left open, for the test to look at."""
-        if "/revert-" in branch:
-            return "leave"
-        pinned = re.search(r"storageUri: mlflow-artifacts:/(\S+)", git(
-            gitops_repo, "show", f"{branch}:{spec.gitops.manifest_path}"))[1]
-        (Path(mlflow_server.artifacts_destination) / pinned / "model.pkl").unlink()
-        return "merge"
-
     run, _ = run_with_reviewer(spec, gitops_repo, logical_date=DAY + dt.timedelta(days=1),
-                               decide=lose_the_files_then_merge)
+                               decide=lose_the_pickle_then_merge(
+                                   gitops_repo, spec, mlflow_server.artifacts_destination))
     found = states(run)
     assert (found["verify_rollout"], found["promote_production"]) == ("failed", "upstream_failed")
     ti = next(ti for ti in run.get_task_instances() if ti.task_id == "verify_rollout")

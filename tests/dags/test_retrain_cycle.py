@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,22 @@ def run_with_reviewer(spec: Any, repo: Path, decide: str | Callable[[str], str] 
     finally:
         reviewer.stop()
     return run, reviewer
+
+
+def lose_the_pickle_then_merge(repo: Path, spec: Any, artifacts_destination: str) -> Callable[[str], str]:
+    """A reviewer for a version that passed the preflight and whose pickle the artifact store loses
+    before the merge, so that the runtime cannot load what the merged manifest pins. A revert is left
+    open, for the test to look at."""
+
+    def decide(branch: str) -> str:
+        if "/revert-" in branch:
+            return "leave"
+        pinned = re.search(r"storageUri: mlflow-artifacts:/(\S+)",
+                           git(repo, "show", f"{branch}:{spec.gitops.manifest_path}"))[1]
+        (Path(artifacts_destination) / pinned / "model.pkl").unlink()
+        return "merge"
+
+    return decide
 
 
 def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_repo: Path,

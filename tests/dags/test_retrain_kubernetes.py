@@ -12,7 +12,13 @@ import pytest
 from kubernetes import client
 
 from tests.conftest import TRAINER_IMAGE
-from tests.dags.test_retrain_cycle import aliases, run_with_reviewer, states, versions
+from tests.dags.test_retrain_cycle import (
+    aliases,
+    lose_the_pickle_then_merge,
+    run_with_reviewer,
+    states,
+    versions,
+)
 from tests.support.airflow_runs import load_dag, manual_run
 from tests.support.serving import ARGOCD_TOKEN, ServingStack
 
@@ -49,11 +55,12 @@ def model_pods(api: Any, spec: Any) -> list[client.V1Pod]:
 
 def test_cycle_with_training_pods_and_a_kserve_rollout(write_spec, gitops_repo: Path, mlflow_client: Any,
                                                        mlflow_server: Any, kubernetes_default: Any,
+                                                       model_servers: Any,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     ensure_secret(kubernetes_default)
     spec = write_spec(retries=0, training=KUBERNETES_TRAINING, rollout=KSERVE_ROLLOUT)
-    with ServingStack(kubernetes_default, gitops_repo, spec.gitops.manifest_path,
-                      tracking_uri=mlflow_server.url, argocd=True) as serving:
+    with ServingStack(kubernetes_default, gitops_repo, spec.gitops.manifest_path, models=model_servers,
+                      artifacts_destination=mlflow_server.artifacts_destination, argocd=True) as serving:
         monkeypatch.setenv("AIRFLOW_CONN_ARGOCD_DEFAULT",
                            f"http://:{ARGOCD_TOKEN}@127.0.0.1:{serving.argocd_server.server_port}")
         run, _ = run_with_reviewer(spec, gitops_repo)
@@ -74,7 +81,7 @@ def test_cycle_with_training_pods_and_a_kserve_rollout(write_spec, gitops_repo: 
     assert pod.spec.restart_policy == "Never"
     assert model_pods(kubernetes_default, spec) == []
 
-    # the rollout: a new revision, the smoke request answered by the served model
+    # the rollout: a new revision, the smoke request answered by the runtime's MLServer
     version = versions(mlflow_client, spec)["1"]
     assert version.current_stage == "Production" and aliases(mlflow_client, spec) == {"production": "1"}
     assert version.tags["rollout.target"] == "kserve"
@@ -114,15 +121,18 @@ def test_failed_training_pod_names_the_reason(write_spec, mlflow_client: Any, ku
 
 def test_failed_model_load_fails_the_rollout_at_once(write_spec, gitops_repo: Path, mlflow_client: Any,
                                                      mlflow_server: Any, kubernetes_default: Any,
+                                                     model_servers: Any,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(retries=0, rollout=KSERVE_ROLLOUT)
-    with ServingStack(kubernetes_default, gitops_repo, spec.gitops.manifest_path,
-                      tracking_uri=mlflow_server.url, behaviour="fail_load"):
-        run, _ = run_with_reviewer(spec, gitops_repo)
+    with ServingStack(kubernetes_default, gitops_repo, spec.gitops.manifest_path, models=model_servers,
+                      artifacts_destination=mlflow_server.artifacts_destination):
+        run, _ = run_with_reviewer(spec, gitops_repo, decide=lose_the_pickle_then_merge(
+            gitops_repo, spec, mlflow_server.artifacts_destination))
     found = states(run)
     assert (found["verify_rollout"], found["promote_production"]) == ("failed", "upstream_failed")
     output = capsys.readouterr().out
     assert f"rollout of {spec.registered_model} v1 to models/demo-breast-cancer failed: the new model " \
            "failed to load" in output
-    assert "ModelLoadFailed" in output
+    assert "ModelLoadFailed: " in output and "model.pkl" in output  # in the runtime's own words
+    assert versions(mlflow_client, spec)["1"].tags["lifecycle.status"] == "rollout_failed"
     assert aliases(mlflow_client, spec) == {"staging": "1"}

@@ -1,5 +1,6 @@
 """The rollout trigger against InferenceServices on the loopback Kubernetes API, as a GitOps agent
-and a KServe controller change them after a merge."""
+and a KServe controller change them after a merge, the model loaded by KServe's storage-initializer
+code and the real MLServer of the declared runtime."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from embedded.gitops_repo import PLATFORM, git
 from model_lifecycle.manifests import pin_model_version
+from model_lifecycle.specs import PROJECT_ROOT
 from model_lifecycle.triggers.rollout import InferenceServiceRolloutTrigger
 from tests.support.serving import ARGOCD_TOKEN, ServingStack
 from tests.support.triggers import first_event
@@ -21,18 +23,29 @@ FIRST_REVISION = "demo-breast-cancer-predictor-00001"
 pytestmark = pytest.mark.usefixtures("kubernetes_default")
 
 
-@pytest.fixture(scope="module")
-def model_uri(mlflow_server: Any) -> str:
-    """A real model in MLflow for the controller to load."""
+def log_model(mlflow_server: Any, serialization_format: str) -> str:
+    """A real model in MLflow; its proxied artifact URI, as the local target's manifests pin it."""
     import mlflow
     import mlflow.sklearn
+    import numpy as np
+    from mlflow.models import infer_signature
     from sklearn.dummy import DummyClassifier
 
     mlflow.set_tracking_uri(mlflow_server.url)
     mlflow.set_experiment("rollout-trigger-tests")
+    features = np.array([[0.0], [1.0]])
+    model = DummyClassifier().fit(features, [0, 1])
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(DummyClassifier().fit([[0.0], [1.0]], [0, 1]), name="model")
-    return info.artifact_path
+        # The signature tells MLServer's MLflow runtime how to decode a V2 request.
+        info = mlflow.sklearn.log_model(model, name="model", serialization_format=serialization_format,
+                                        signature=infer_signature(features, model.predict(features)))
+    return mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location
+
+
+@pytest.fixture(scope="module")
+def model_uri(mlflow_server: Any) -> str:
+    """A model that KServe's default MLflow runtime (MLflow 2) loads."""
+    return log_model(mlflow_server, "cloudpickle")
 
 
 def merge(repo: Path, uri: str, *, canary: int | None = None) -> str:
@@ -58,22 +71,64 @@ def watch(uri: str, merge_sha: str, *, seconds: float, argocd: bool = False) -> 
     return first_event(trigger, timeout=seconds + 30)
 
 
-def stack(repo: Path, mlflow_server: Any, kube: Any, **options: Any) -> ServingStack:
-    return ServingStack(kube, repo, MANIFEST, tracking_uri=mlflow_server.url, **options)
+def stack(repo: Path, mlflow_server: Any, kube: Any, models: Any, **options: Any) -> ServingStack:
+    return ServingStack(kube, repo, MANIFEST, models=models,
+                        artifacts_destination=mlflow_server.artifacts_destination, **options)
 
 
-def test_rollout_of_the_new_revision_passes(gitops_repo: Path, mlflow_server: Any,
-                                            kubernetes_default: Any, model_uri: str) -> None:
-    with stack(gitops_repo, mlflow_server, kubernetes_default) as serving:
-        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=30)
+def ask(serving: ServingStack) -> Any:
+    """A V2 inference request to the InferenceService's URL, as a client sends it."""
+    import requests
+
+    body = {"inputs": [{"name": "input-0", "shape": [2, 1], "datatype": "FP64", "data": [0.0, 1.0]}]}
+    return requests.post(f"{serving.url}/v2/models/demo-breast-cancer/infer", json=body, timeout=30)
+
+
+def test_rollout_of_the_new_revision_passes(gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any,
+                                            model_servers: Any, model_uri: str) -> None:
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers) as serving:
+        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=60)
+        answer = ask(serving)
     assert event["state"] == "passed"
     assert event["reason"].startswith("revision 'demo-breast-cancer-predictor-00002' has all the traffic")
     assert event["url"] == serving.url
+    assert answer.status_code == 200, answer.text
+    # MLServer's own answer: the model as version (revision) of the InferenceService's model
+    assert answer.json()["model_name"] == "demo-breast-cancer"
+    assert answer.json()["model_version"] == "demo-breast-cancer-predictor-00002"
+    assert answer.json()["outputs"][0]["data"] in ([0, 0], [1, 1])  # a DummyClassifier's prior
+
+
+def test_model_on_s3_is_fetched_by_the_storage_initializer(
+        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
+        model_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The s3:// URI a manifest pins when the tracking server's artifacts live in a bucket: read by
+    kserve-storage with the endpoint and credentials KServe gives its storage initializer."""
+    from tests.support.stores import S3Server
+
+    s3 = S3Server().start()
+    try:
+        for name, value in s3.env.items():
+            monkeypatch.setenv(name, value)
+        bucket = s3.create_bucket()
+        files = Path(mlflow_server.artifacts_destination) / model_uri.removeprefix("mlflow-artifacts:/")
+        for path in files.rglob("*"):
+            if path.is_file():
+                s3.client().upload_file(str(path), bucket, f"model/{path.relative_to(files)}")
+        uri = f"s3://{bucket}/model"
+        with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers) as serving:
+            event = watch(uri, merge(gitops_repo, uri), seconds=60)
+            answer = ask(serving)
+    finally:
+        s3.stop()
+    assert event["state"] == "passed", event
+    assert answer.status_code == 200 and len(answer.json()["outputs"][0]["data"]) == 2
 
 
 def test_old_revision_still_ready_times_out_with_the_last_conditions(
-        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_uri: str) -> None:
-    with stack(gitops_repo, mlflow_server, kubernetes_default, behaviour="stuck"):
+        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
+        model_uri: str) -> None:
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, behaviour="stuck"):
         event = watch(model_uri, merge(gitops_repo, model_uri), seconds=3)
     assert event["state"] == "timeout"
     assert event["reason"] == (f"the latest ready revision is still '{FIRST_REVISION}', the one from "
@@ -81,19 +136,25 @@ def test_old_revision_still_ready_times_out_with_the_last_conditions(
     assert event["conditions"] == "IngressReady=True, PredictorReady=True, Ready=True"
 
 
-def test_failed_load_fails_at_once_quoting_the_failure(gitops_repo: Path, mlflow_server: Any,
-                                                       kubernetes_default: Any, model_uri: str) -> None:
-    with stack(gitops_repo, mlflow_server, kubernetes_default, behaviour="fail_load"):
-        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=60)
+def test_failed_load_fails_at_once_quoting_the_runtime(gitops_repo: Path, mlflow_server: Any,
+                                                       kubernetes_default: Any, model_servers: Any) -> None:
+    """MLflow 3's default scikit-learn serialization, skops, which the MLflow 2 runtime cannot read."""
+    uri = log_model(mlflow_server, "skops")
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers) as serving:
+        event = watch(uri, merge(gitops_repo, uri), seconds=60)
+        answer = ask(serving)
     assert event["state"] == "failed"
-    assert "ModelLoadFailed: failed to load" in event["reason"]
+    assert "ModelLoadFailed: " in event["reason"]
+    assert "Unrecognized serialization format: skops" in event["reason"]  # MLflow 2.19's own words
     assert "activeModelState 'Loaded' is the previous model" in event["reason"]
     assert "LatestDeploymentReady=False (RevisionFailed)" in event["conditions"]
+    assert answer.status_code == 503  # the placeholder revision had nothing to serve
 
 
 def test_canary_is_waited_for_until_it_has_the_configured_share(
-        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_uri: str) -> None:
-    with stack(gitops_repo, mlflow_server, kubernetes_default, rollout_delay=1.5):
+        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
+        model_uri: str) -> None:
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, rollout_delay=1.5):
         merge_sha = merge(gitops_repo, model_uri, canary=25)
         early = watch(model_uri, merge_sha, seconds=2.5)
         later = watch(model_uri, merge_sha, seconds=30)
@@ -106,8 +167,10 @@ def test_canary_is_waited_for_until_it_has_the_configured_share(
 
 
 def test_argocd_must_report_the_merge_first(gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any,
-                                            model_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with stack(gitops_repo, mlflow_server, kubernetes_default, argocd=True, argocd_lag=True) as serving:
+                                            model_servers: Any, model_uri: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, argocd=True,
+               argocd_lag=True) as serving:
         port = serving.argocd_server.server_port
         monkeypatch.setenv("AIRFLOW_CONN_ARGOCD_DEFAULT", f"http://:{ARGOCD_TOKEN}@127.0.0.1:{port}")
         merge_sha = merge(gitops_repo, model_uri)
@@ -118,3 +181,57 @@ def test_argocd_must_report_the_merge_first(gitops_repo: Path, mlflow_server: An
     assert lagging["reason"].startswith("Argo CD Application 'demo-breast-cancer' is Synced at ")
     assert lagging["reason"].endswith(f"not yet at the merge {merge_sha}")
     assert synced["state"] == "passed"
+
+
+# Standard mode: the predictor Deployment proves the rollout -----------------------------------------
+
+STANDARD_EXAMPLE = PROJECT_ROOT / "include" / "kubernetes" / "inferenceservice-standard.yaml"
+DEPLOYMENT = "demo-breast-cancer-predictor"
+
+
+def use_standard_mode(repo: Path) -> None:
+    """The platform team's manifest on main is the Standard-mode example."""
+    (repo / MANIFEST).write_text(STANDARD_EXAMPLE.read_text())
+    git(repo, "commit", "--quiet", "-am", "Serve demo in KServe's Standard mode", env=PLATFORM)
+
+
+def test_standard_mode_rollout_passes_once_the_deployment_has_rolled_out(
+        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
+        model_uri: str) -> None:
+    use_standard_mode(gitops_repo)
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers) as serving:
+        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=60)
+        answer = ask(serving)
+        deployment = serving.apps.api_client.sanitize_for_serialization(
+            serving.apps.read_namespaced_deployment(DEPLOYMENT, "models"))
+    assert event["state"] == "passed", event
+    assert event["reason"] == (f"Deployment '{DEPLOYMENT}' has all 1 replica(s) updated and available on "
+                               f"{model_uri}; model Loaded and UpToDate")
+    assert event["conditions"] == "Available=True (MinimumReplicasAvailable), Progressing=True " \
+                                  "(NewReplicaSetAvailable)"
+    assert deployment["spec"]["template"]["metadata"]["annotations"][
+        "internal.serving.kserve.io/storage-initializer-sourceuri"] == model_uri
+    assert answer.status_code == 200 and answer.json()["model_version"] == f"{DEPLOYMENT}-00002"
+
+
+def test_standard_mode_old_replica_set_still_serving_times_out_naming_it(
+        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
+        model_uri: str) -> None:
+    use_standard_mode(gitops_repo)
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, behaviour="stuck"):
+        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=3)
+    assert event["state"] == "timeout"
+    assert event["reason"] == (f"an old ReplicaSet still serves: Deployment '{DEPLOYMENT}' has 2 "
+                               "replica(s), 1 updated")
+
+
+def test_standard_mode_model_that_cannot_load_fails_at_the_progress_deadline(
+        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any) -> None:
+    uri = log_model(mlflow_server, "skops")
+    use_standard_mode(gitops_repo)
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, progress_deadline=1):
+        event = watch(uri, merge(gitops_repo, uri), seconds=60)
+    assert event["state"] == "failed"
+    assert event["reason"] == (f"Deployment '{DEPLOYMENT}' exceeded its progress deadline "
+                               f"(ProgressDeadlineExceeded): ReplicaSet \"{DEPLOYMENT}-00002\" has timed out "
+                               "progressing.")

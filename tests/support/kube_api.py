@@ -34,7 +34,7 @@ from kmock._internal import apps, enums, k8s, rendering
 from tests.support.api_specs import api_specs_dir
 
 ISVC_RESOURCE = "serving.kserve.io/v1beta1/inferenceservices"
-RESOURCES = ["v1/pods", "v1/events", "v1/secrets", "v1/namespaces", ISVC_RESOURCE]
+RESOURCES = ["v1/pods", "v1/events", "v1/secrets", "v1/namespaces", "apps/v1/deployments", ISVC_RESOURCE]
 
 
 @functools.cache

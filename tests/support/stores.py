@@ -67,9 +67,11 @@ class S3Server:
 
     @property
     def env(self) -> dict[str, str]:
-        """What MLflow and boto3 need, in a process of ours or in the MLflow server's."""
+        """What MLflow, boto3 and KServe's storage initializer need, in a process of ours or in the
+        MLflow server's."""
         return {
             "MLFLOW_S3_ENDPOINT_URL": self.url,
+            "AWS_ENDPOINT_URL": self.url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",

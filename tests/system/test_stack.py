@@ -159,7 +159,7 @@ def demo_spec(repo: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, model_servers: Any) -> Iterator[Stack]:
     """Everything started, the DAG parsed and the promotion pool created; all of it stopped, and both
     databases dropped, afterwards (also when starting fails half-way)."""
     from mlflow import MlflowClient
@@ -207,12 +207,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         airflow = AirflowProcesses(root / "airflow", environment)
         cleanup.callback(airflow.stop_all)
 
-        # The model server loads what the manifest pins straight from the bucket, in this process;
-        # Airflow's processes took their environment above, without S3 credentials, like the compose's.
+        # KServe's storage initializer reads what the manifest pins straight from the bucket, in this
+        # process; Airflow's processes took their environment above, without S3 credentials, like the
+        # compose's.
         monkeypatch = cleanup.enter_context(pytest.MonkeyPatch.context())
         for name, value in s3.env.items():
             monkeypatch.setenv(name, value)
-        serving = ManualSync(kube_api, repo, spec["gitops"]["manifest_path"], tracking_uri=mlflow.url)
+        serving = ManualSync(kube_api, repo, spec["gitops"]["manifest_path"], models=model_servers,
+                             artifacts_destination=mlflow.artifacts_destination)
         serving.start()
         cleanup.callback(serving.stop)
 

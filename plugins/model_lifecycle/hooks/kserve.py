@@ -1,5 +1,6 @@
-"""KServe through connection ``kubernetes_default``: reading InferenceServices (never writing them), and
-the smoke request to a served model over KServe's V1 or V2 inference protocol.
+"""KServe through connection ``kubernetes_default``: reading InferenceServices and, in Standard mode, their
+predictor Deployments (never writing either), and the smoke request to a served model over KServe's V1
+or V2 inference protocol.
 
 The cncf provider's hooks own the Kubernetes connection (in-cluster, ``kube_config_path`` or
 ``kube_config``); this hook asks them for the API client and speaks the KServe resource through it.
@@ -55,6 +56,21 @@ class KServeHook(BaseHook):
                 if error.status == 404:
                     return None
                 raise
+
+    async def aget_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Deployment as the API serves it (camelCase fields), or None when it does not exist (yet)."""
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+        from kubernetes_asyncio.client import AppsV1Api
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as api_client:
+            try:
+                deployment = await AppsV1Api(api_client).read_namespaced_deployment(name, namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+            return api_client.sanitize_for_serialization(deployment)
 
     @staticmethod
     def infer(base_url: str, model: str, protocol: str, body: dict[str, Any]) -> Response:

@@ -61,11 +61,7 @@ class MlflowHook(BaseHook):
     def storage_uri(self, artifact_uri: str) -> str:
         """The location a serving runtime reads: proxied ``mlflow-artifacts:`` URIs are mapped onto the
         server's artifacts destination when the connection names it."""
-        prefix = "mlflow-artifacts:"
-        if self.artifacts_destination and artifact_uri.startswith(prefix):
-            path = artifact_uri.removeprefix(prefix).lstrip("/")
-            return f"{self.artifacts_destination.rstrip('/')}/{path}"
-        return artifact_uri
+        return artifact_location(artifact_uri, self.artifacts_destination)
 
     def proxied_uri(self, storage_uri: str) -> str:
         """The inverse of ``storage_uri``: a location under the server's artifacts destination as the
@@ -75,3 +71,13 @@ class MlflowHook(BaseHook):
         if destination and storage_uri.startswith(f"{destination}/"):
             return f"mlflow-artifacts:/{storage_uri.removeprefix(f'{destination}/')}"
         return storage_uri
+
+
+def artifact_location(artifact_uri: str, artifacts_destination: str | None) -> str:
+    """Where the tracking server keeps a proxied ``mlflow-artifacts:`` URI's files, given its
+    ``--artifacts-destination``; any other URI (or no destination) as it is."""
+    prefix = "mlflow-artifacts:"
+    if artifacts_destination and artifact_uri.startswith(prefix):
+        path = artifact_uri.removeprefix(prefix).lstrip("/")
+        return f"{artifacts_destination.rstrip('/')}/{path}"
+    return artifact_uri

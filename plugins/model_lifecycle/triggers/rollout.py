@@ -1,7 +1,9 @@
 """Waits in the triggerer until the InferenceService serves the new version (or fails, or time runs out).
 
 Stateless: it reads the InferenceService (and, when configured, the Argo CD Application) on every poll
-and judges it with ``rollout.inference_service_state``; it may be restarted at any time.
+and judges it in the InferenceService's deployment mode: ``rollout.inference_service_state`` (Knative:
+revisions and traffic) or ``rollout.deployment_rollout_state`` (Standard: the predictor Deployment,
+read too). It may be restarted at any time.
 """
 
 from __future__ import annotations
@@ -67,7 +69,13 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
         cannot show it."""
         from model_lifecycle.hooks.argocd import ArgoCdHook
         from model_lifecycle.hooks.kserve import KServeHook
-        from model_lifecycle.rollout import RolloutState, inference_service_state
+        from model_lifecycle.rollout import (
+            RolloutState,
+            deployment_mode,
+            deployment_rollout_state,
+            inference_service_state,
+            predictor_deployment_name,
+        )
 
         if self.argocd_application:
             revision, sync_status = await ArgoCdHook().asynced_revision(self.argocd_application)
@@ -81,5 +89,14 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
                                            "exist yet"), None
         status = isvc.get("status") or {}
         url = status.get("url") or (status.get("address") or {}).get("url")
+        try:
+            mode = deployment_mode(isvc)
+        except ValueError as error:
+            return RolloutState("failed", f"InferenceService {self.namespace}/{self.name}: {error}"), url
+        if mode == "Standard":
+            predictor = (isvc.get("spec") or {}).get("predictor") or {}
+            deployment = await KServeHook(self.kubernetes_conn_id).aget_deployment(
+                self.namespace, predictor_deployment_name(self.name, predictor_name=predictor.get("name")))
+            return deployment_rollout_state(isvc, deployment, storage_uri=self.storage_uri), url
         return inference_service_state(isvc, storage_uri=self.storage_uri,
                                        previous_revision=self.previous_revision), url
