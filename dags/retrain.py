@@ -1,17 +1,19 @@
 """Airflow DAGs that retrain models: one ``retrain__<model>`` DAG per spec in ``include/models/``.
 
 plan → train → register → evaluate → preflight → promote_staging → open_pr → wait_for_merge →
-verify_rollout → promote_production. The tasks live in ``plugins/model_lifecycle``; this file only
-reads the specs and wires them. Specs that fail validation are reported by ``model_spec_errors.py``.
+verify_rollout → promote_production; with a canary stage (``rollout.kserve.canary``), open_pr proposes
+the canary share and verify_canary → open_full_rollout → wait_for_full_rollout come before
+verify_rollout. The tasks live in ``plugins/model_lifecycle``; this file only reads the specs and wires
+them. Specs that fail validation are reported by ``model_spec_errors.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
+from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable, Param, chain
 
-from model_lifecycle.operators.gitops import OpenPullRequestOperator
+from model_lifecycle.operators.gitops import OpenFullRolloutOperator, OpenPullRequestOperator
 from model_lifecycle.operators.lifecycle import (
     PRODUCTION_ALIAS,
     EvaluateOperator,
@@ -48,7 +50,7 @@ version in MLflow (experiment `{spec.experiment}`), gates it, and proposes it to
 Before the pull request, the preflight loads the candidate from the URI the manifest will pin in the
 serving runtime `{spec.rollout.runtime}` and sends it the smoke request; a version it cannot load is
 rejected with the runtime's error. Merging the change is the approval; the version becomes Production
-once the rollout is verified.
+once the rollout is verified.{canary_doc(spec)}
 Training runs on backend `{spec.training.backend}`; the rollout is verified on target `{spec.rollout.target}`.
 
 | metric | goal | min | max | max regression vs production |
@@ -66,6 +68,17 @@ production version's, trains and evaluates only. To promote one anyway, trigger 
 **Reruns are safe**: every task reuses its earlier result (the MLflow run for this window, the version
 registered from it, the open branch), so clearing any task creates nothing twice.
 """
+
+
+def canary_doc(spec: ModelSpec) -> str:
+    canary = spec.rollout.kserve.canary
+    if canary is None:
+        return ""
+    merge = "merged by the wait once its checks pass" if canary.auto_merge else "reviewed like the first"
+    return (f"\n\n**Canary**: the pull request sends {canary.traffic_percent}% of the requests to the "
+            f"version; once that is verified the version gets the `{spec.aliases.canary}` alias, and a "
+            f"second pull request ({merge}) sends all of them. Only that verified rollout makes it "
+            "Production.")
 
 
 def retrain_dag(spec: ModelSpec) -> DAG:
@@ -107,16 +120,25 @@ def retrain_dag(spec: ModelSpec) -> DAG:
                                     registered=register.output)
         preflight = PreflightOperator(task_id="preflight", spec=spec, registered=register.output)
         staging = PromoteToStagingOperator(task_id="promote_staging", spec=spec, registered=register.output)
+        canary = spec.rollout.kserve.canary is not None
         open_pr = OpenPullRequestOperator(task_id="open_pr", spec=spec, registered=register.output,
-                                          pool=PROMOTION_POOL)
+                                          canary=canary, pool=PROMOTION_POOL)
         wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", spec=spec, proposal=open_pr.output,
                                             registered=register.output)
-        verify = rollout_task(spec, task_id="verify_rollout", registered=register.output,
-                              merge=wait_for_merge.output)
+        rollout_steps: list[BaseOperator] = [open_pr, wait_for_merge]
+        merged = wait_for_merge
+        if canary:
+            verify_canary = rollout_task(spec, task_id="verify_canary", registered=register.output,
+                                         merge=wait_for_merge.output, canary=True)
+            open_full = OpenFullRolloutOperator(task_id="open_full_rollout", spec=spec,
+                                                registered=register.output)
+            merged = WaitForMergeSensor(task_id="wait_for_full_rollout", spec=spec, proposal=open_full.output,
+                                        registered=register.output, full_rollout=True)
+            rollout_steps += [verify_canary, open_full, merged]
+        verify = rollout_task(spec, task_id="verify_rollout", registered=register.output, merge=merged.output)
         production = PromoteToProductionOperator(task_id="promote_production", spec=spec,
                                                  registered=register.output, outlets=[PRODUCTION_ALIAS])
-        chain(plan, train, register, evaluate, preflight, staging, open_pr, wait_for_merge, verify,
-              production)
+        chain(plan, train, register, evaluate, preflight, staging, *rollout_steps, verify, production)
     return dag
 
 

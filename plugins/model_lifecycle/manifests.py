@@ -10,6 +10,7 @@ Pure module: no Airflow, no MLflow.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +48,16 @@ def pin_model_version(
     registered_model: str,
     version: str,
     run_id: str,
+    canary_traffic_percent: int | None = None,
 ) -> str:
-    """Return ``text`` with the InferenceService ``namespace/name`` pointing at the given version."""
+    """Return ``text`` with the InferenceService ``namespace/name`` pointing at the given version; with
+    ``canary_traffic_percent``, KServe sends that share of the requests to it (100: all of them)."""
     yaml, documents = _load(text, path)
     document = _find_inference_service(documents, path=path, name=name, namespace=namespace)
     model = _predictor_model(document, path)
     model["storageUri"] = storage_uri
+    if canary_traffic_percent is not None:
+        document["spec"]["predictor"]["canaryTrafficPercent"] = canary_traffic_percent
     metadata = document["metadata"]
     if not isinstance(metadata.get("annotations"), dict):
         metadata["annotations"] = CommentedMap()
@@ -83,11 +88,12 @@ def read_pinned_model(text: str, *, path: str, name: str, namespace: str) -> Pin
     )
 
 
-def read_predictor_model(text: str, *, path: str, name: str, namespace: str) -> dict[str, Any]:
-    """``spec.predictor.model`` of the InferenceService: what KServe picks the serving runtime by."""
+def read_inference_service(text: str, *, path: str, name: str, namespace: str) -> dict[str, Any]:
+    """The InferenceService ``namespace/name`` as plain data, its ``spec.predictor.model`` checked."""
     _, documents = _load(text, path)
-    return dict(_predictor_model(_find_inference_service(documents, path=path, name=name,
-                                                          namespace=namespace), path))
+    document = _find_inference_service(documents, path=path, name=name, namespace=namespace)
+    _predictor_model(document, path)
+    return json.loads(json.dumps(document))
 
 
 def _load(text: str, path: str) -> tuple[YAML, list[Any]]:

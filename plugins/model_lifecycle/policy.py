@@ -202,6 +202,12 @@ def promotion_lease_key(*, namespace: str, inference_service: str) -> str:
     return f"model_lifecycle.promotion_lease.{namespace}.{inference_service}"
 
 
+def full_rollout_branch(*, namespace: str, inference_service: str, model: str, version: str) -> str:
+    """The branch that takes a verified canary to all of the traffic."""
+    prefix = promotion_branch_prefix(namespace=namespace, inference_service=inference_service)
+    return f"{prefix}full-rollout-{_slug(model)}-v{version}"
+
+
 def revert_branch(*, namespace: str, inference_service: str, model: str, version: str) -> str:
     """The branch that takes the InferenceService back after ``version`` failed its rollout."""
     prefix = promotion_branch_prefix(namespace=namespace, inference_service=inference_service)

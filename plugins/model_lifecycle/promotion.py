@@ -105,16 +105,24 @@ class PromotionService:
 
     def _check_target(self, version: str) -> None:
         from model_lifecycle.gitops import GitOpsError, RetryLater
-        from model_lifecycle.manifests import ManifestError
+        from model_lifecycle.manifests import ManifestError, read_inference_service
+        from model_lifecycle.rollout import check_traffic_split
 
         gitops = self.spec.gitops
+        isvc = gitops.inference_service
         try:
             current, _ = self.provider.read_file(gitops.base_branch, gitops.manifest_path)
             self._pin(version)(current)
+            canary = self.spec.rollout.kserve.canary
+            problems = check_traffic_split(
+                read_inference_service(current, path=gitops.manifest_path, name=isvc.name,
+                                       namespace=isvc.namespace),
+                canary_percent=canary.traffic_percent if canary else None, manifest=gitops.manifest_path)
+            if problems:
+                raise ManifestError("; ".join(problems))
         except RetryLater:
             raise
         except (GitOpsError, ManifestError) as error:
-            isvc = gitops.inference_service
             raise TargetUnusable(
                 f"gitops of spec {self.spec.name!r} (repository {gitops.repository!r}, base_branch "
                 f"{gitops.base_branch!r}, manifest_path {gitops.manifest_path!r}, inference_service "
@@ -122,12 +130,14 @@ class PromotionService:
 
     # Proposing ---------------------------------------------------------------------------------
 
-    def propose(self, version: str, *, airflow_run_url: str) -> Proposal:
+    def propose(self, version: str, *, airflow_run_url: str, canary: bool = False) -> Proposal:
         """Propose pointing the InferenceService at ``version``, with the evidence a reviewer needs.
         Idempotent: the branch is named after (InferenceService, model, version), an open or merged
         change for it is adopted, and when the base branch already pins the version there is nothing to
         propose. The change's URL is recorded on the version; open proposals of older versions of the
-        model for the same InferenceService are closed, with a comment that links this one."""
+        model for the same InferenceService are closed, with a comment that links this one. With
+        ``canary`` the version gets the spec's canary share of the traffic (``propose_full_rollout``
+        then takes it to all of it)."""
         from model_lifecycle.evidence import pull_request_body, pull_request_title
         from model_lifecycle.policy import promotion_branch, promotion_branch_prefix
         from model_lifecycle.registry import Tag
@@ -136,7 +146,7 @@ class PromotionService:
         isvc = gitops.inference_service
         name = self.spec.registered_model
         evidence = self._evidence(version, airflow_run_url)
-        pin = self._pin(version)
+        pin = self._pin(version, self._traffic_percent(canary=canary))
         if self.spec.rollout.target == "kserve":
             current, _ = self.provider.read_file(gitops.base_branch, gitops.manifest_path)
             if pin(current) != current:  # a change will be proposed
@@ -160,6 +170,36 @@ class PromotionService:
             log.info("Closed %s (%s): superseded by %s.", older.url, older.branch, change.url)
         return proposal
 
+    def propose_full_rollout(self, version: str, *, airflow_run_url: str) -> Proposal:
+        """After a verified canary: the change that sends all the requests to ``version``, through the
+        same review and merge path (its own branch; ``rollout.kserve.canary.auto_merge`` lets the wait
+        merge it). Idempotent like ``propose``."""
+        from model_lifecycle.policy import full_rollout_branch
+        from model_lifecycle.registry import Tag
+
+        canary = self.spec.rollout.kserve.canary
+        assert canary is not None, "only a spec with a canary stage has a full rollout"
+        isvc = self.spec.gitops.inference_service
+        name = self.spec.registered_model
+        tags = self.registry.version(version).tags
+        merging = ("The wait merges it once its checks pass (rollout.kserve.canary.auto_merge)."
+                   if canary.auto_merge else "Merging it is the approval.")
+        proposal = self._propose(
+            self._pin(version, 100),
+            branch=full_rollout_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
+                                       version=version),
+            title=f"Roll out {name} v{version} to all of InferenceService {isvc.namespace}/{isvc.name}",
+            body=(f"{name} v{version} has served {canary.traffic_percent}% of the requests to "
+                  f"`{isvc.namespace}/{isvc.name}` since {tags.get(Tag.PR_URL, 'its promotion')} was "
+                  f"merged, and its canary passed: {tags.get(Tag.CANARY_DETAIL, 'see the run')}.\n\n"
+                  "This sets `canaryTrafficPercent: 100`, so that every request reaches it; the version "
+                  f"becomes Production once that rollout is verified. {merging}\n\n"
+                  f"Airflow run: {airflow_run_url}\n"),
+        )
+        if proposal.change is not None:
+            self.registry.set_tags(version, {Tag.FULL_ROLLOUT_PR_URL: proposal.change.url})
+        return proposal
+
     def propose_revert(self, failed: str, reason: str) -> str:
         """A change pointing the InferenceService back at the production version after ``failed``
         failed its rollout; its URL, or why there is none."""
@@ -172,7 +212,7 @@ class PromotionService:
         isvc = gitops.inference_service
         name = self.spec.registered_model
         proposal = self._propose(
-            self._pin(production.version),
+            self._pin(production.version, self._traffic_percent(canary=False)),
             branch=revert_branch(namespace=isvc.namespace, inference_service=isvc.name, model=name,
                                  version=failed),
             title=f"Revert InferenceService {isvc.namespace}/{isvc.name} to {name} v{production.version}",
@@ -210,8 +250,18 @@ class PromotionService:
         except ManifestError as error:
             raise TargetUnusable(f"{gitops.repository} ({gitops.base_branch}): {error}") from None
 
-    def _pin(self, version: str) -> Callable[[str], str]:
-        """The manifest edit that points the InferenceService at ``version``."""
+    def _traffic_percent(self, *, canary: bool) -> int | None:
+        """``canaryTrafficPercent`` for a proposal: the canary's share for a canary step, all of the
+        traffic for any other (a full rollout, a revert, a rollback) when the spec has a canary stage,
+        and untouched otherwise (``check_target`` allows no share then)."""
+        stage = self.spec.rollout.kserve.canary
+        if stage is None:
+            return None
+        return stage.traffic_percent if canary else 100
+
+    def _pin(self, version: str, traffic_percent: int | None = None) -> Callable[[str], str]:
+        """The manifest edit that points the InferenceService at ``version`` (with that share of the
+        traffic)."""
         from model_lifecycle.manifests import pin_model_version
 
         gitops = self.spec.gitops
@@ -223,7 +273,7 @@ class PromotionService:
             return pin_model_version(
                 manifest, path=gitops.manifest_path, name=isvc.name, namespace=isvc.namespace,
                 storage_uri=storage_uri, registered_model=self.spec.registered_model, version=version,
-                run_id=model_version.run_id,
+                run_id=model_version.run_id, canary_traffic_percent=traffic_percent,
             )
 
         return pin

@@ -89,6 +89,16 @@ class Tag:
     ROLLOUT_VERIFIED_AT = "rollout.verified_at"
     ROLLOUT_DETAIL = "rollout.detail"
 
+    # The canary stage (rollout.kserve.canary), and the change that took it to all of the traffic
+    CANARY_TRAFFIC = "canary.traffic_percent"
+    CANARY_VERIFIED_AT = "canary.verified_at"
+    CANARY_DETAIL = "canary.detail"
+    FULL_ROLLOUT_PR_URL = "canary.full_rollout_pr_url"
+    FULL_ROLLOUT_MERGE_SHA = "canary.full_rollout_merge_sha"
+    FULL_ROLLOUT_MERGED_BY = "canary.full_rollout_merged_by"
+    FULL_ROLLOUT_MERGED_AT = "canary.full_rollout_merged_at"
+    FULL_ROLLOUT_APPROVED_BY = "canary.full_rollout_approved_by"
+
     # An earlier promotion's record, when the version is promoted again (a rollback): promotion.history.N
     HISTORY_PREFIX = "promotion.history."
     PER_PROMOTION = (
@@ -96,7 +106,9 @@ class Tag:
         REQUESTED_AT, FORCED_REASON, BLOCKED_REASON, STAGING_AT, PRODUCTION_AT, PREVIOUS_PRODUCTION,
         ARCHIVED_AT, SUCCEEDED_BY, PR_URL, PR_NUMBER, PR_BRANCH, PR_HEAD_SHA, MERGE_SHA, MERGED_BY, MERGED_AT,
         APPROVED_BY, CLOSED_BY, ROLLOUT_TARGET, ROLLOUT_FAILURE, REVERT, PREVIOUS_REVISION,
-        ROLLOUT_VERIFIED_AT, ROLLOUT_DETAIL,
+        ROLLOUT_VERIFIED_AT, ROLLOUT_DETAIL, CANARY_TRAFFIC, CANARY_VERIFIED_AT, CANARY_DETAIL,
+        FULL_ROLLOUT_PR_URL, FULL_ROLLOUT_MERGE_SHA, FULL_ROLLOUT_MERGED_BY, FULL_ROLLOUT_MERGED_AT,
+        FULL_ROLLOUT_APPROVED_BY,
     )
 
 
@@ -104,6 +116,7 @@ class Status:
     REGISTERED = "registered"
     REJECTED = "rejected"
     STAGING = "staging"
+    CANARY = "canary"
     PRODUCTION = "production"
     ARCHIVED = "archived"
     ROLLOUT_FAILED = "rollout_failed"
@@ -266,6 +279,20 @@ class ModelRegistry:
         self.set_tags(version, {Tag.STAGING_AT: now_iso()}, keep_existing=True)
         return True
 
+    def mark_canary(self, version: str, *, traffic_percent: int, detail: str) -> None:
+        """The version serves a verified canary share: the canary alias, and the record of it."""
+        if self.spec.aliases.canary not in (self.version(version).aliases or []):
+            self.client.set_registered_model_alias(self.name, self.spec.aliases.canary, version)
+        self.set_tags(version, {Tag.STATUS: Status.CANARY, Tag.CANARY_TRAFFIC: str(traffic_percent),
+                                Tag.CANARY_DETAIL: detail})
+        self.set_tags(version, {Tag.CANARY_VERIFIED_AT: now_iso()}, keep_existing=True)
+
+    def drop_canary(self, version: str) -> None:
+        """The canary alias leaves ``version`` (it is Production now, or its rollout failed)."""
+        canary = self.by_alias(self.spec.aliases.canary)
+        if canary is not None and canary.version == version:
+            self.client.delete_registered_model_alias(self.name, self.spec.aliases.canary)
+
     def promote_to_production(self, version: str) -> str | None:
         """Make ``version`` the production version; the one it replaces is archived and keeps the
         previous-production alias. Returns the replaced version, if any.
@@ -288,6 +315,7 @@ class ModelRegistry:
         staging = self.by_alias(aliases.staging)
         if staging is not None and staging.version == version:
             self.client.delete_registered_model_alias(self.name, aliases.staging)
+        self.drop_canary(version)
         self.set_tags(version, {Tag.STATUS: Status.PRODUCTION})
         self.set_tags(version, {Tag.PRODUCTION_AT: now_iso()}, keep_existing=True)
         return previous

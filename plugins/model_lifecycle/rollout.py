@@ -99,9 +99,11 @@ class RolloutState:
 
 
 def inference_service_state(
-    isvc: Mapping[str, Any], *, storage_uri: str, previous_revision: str | None
+    isvc: Mapping[str, Any], *, storage_uri: str, previous_revision: str | None,
+    canary_percent: int | None = None,
 ) -> RolloutState:
-    """Is this InferenceService serving ``storage_uri`` on a new, ready, fully rolled-out revision?
+    """Is this InferenceService serving ``storage_uri`` on a new, ready, fully rolled-out revision (or,
+    with ``canary_percent``, on a new ready revision that has exactly that share of the traffic)?
 
     ``status.observedGeneration`` is not trusted: KServe copies it from the child resource
     (kserve/kserve#6081), so the revision names and the model status are what prove the rollout.
@@ -142,22 +144,23 @@ def inference_service_state(
         return state("waiting",
                      f"the latest ready revision is still {ready!r}, the one from before the merge")
 
-    canary = predictor_spec.get("canaryTrafficPercent")
     traffic = {entry.get("revisionName"): entry.get("percent") or 0
                for entry in predictor.get("traffic") or []}
-    if canary is None or canary == 100:
-        if traffic.get(ready) != 100:
-            return state("waiting",
-                         f"revision {ready!r} has {traffic.get(ready, 0)}% of the traffic, not 100%")
+    share = traffic.get(ready, 0)
+    if canary_percent is None:
+        if share != 100:
+            declared = predictor_spec.get("canaryTrafficPercent")
+            hint = "" if declared in (None, 100) else f" (spec.predictor.canaryTrafficPercent is {declared})"
+            return state("waiting", f"revision {ready!r} has {share}% of the traffic, not 100%{hint}")
         rolled_out = predictor.get("latestRolledoutRevision")
         if rolled_out != ready:
             return state("waiting", f"latestRolledoutRevision is {rolled_out!r}, not {ready!r}")
         rollout = f"revision {ready!r} has all the traffic"
     else:
-        if traffic.get(ready) != canary:
-            return state("waiting", f"canary in progress: revision {ready!r} has {traffic.get(ready, 0)}% of "
-                                    f"the traffic, waiting for the configured {canary}%")
-        rollout = f"canary: revision {ready!r} has the configured {canary}% of the traffic"
+        if share != canary_percent:
+            return state("waiting", f"canary in progress: revision {ready!r} has {share}% of the traffic, "
+                                    f"waiting for the canary's {canary_percent}%")
+        rollout = f"canary: revision {ready!r} has the canary's {canary_percent}% of the traffic"
 
     if transition != "UpToDate" or states.get("targetModelState") != "Loaded":
         return state("waiting", f"model transitionStatus {transition!r}, targetModelState "
@@ -168,6 +171,46 @@ def inference_service_state(
 def _conditions(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {condition["type"]: condition
             for condition in status.get("conditions") or [] if "type" in condition}
+
+
+def check_traffic_split(isvc: Mapping[str, Any], *, canary_percent: int | None, manifest: str) -> list[str]:
+    """The manifest's traffic split must be the one the model spec declares: without a canary stage a
+    version is Production once rolled out, so no share may hold part of the traffic back; a canary
+    needs Knative mode, whose revisions and traffic the rollout check reads."""
+    declared = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
+    if canary_percent is None:
+        if declared not in (None, 100):
+            return [f"{manifest}: spec.predictor.canaryTrafficPercent is {declared}, and the model spec "
+                    "declares no rollout.kserve.canary: the version would be marked Production while "
+                    f"{declared}% of the requests reach it. Declare rollout.kserve.canary.traffic_percent: "
+                    f"{declared}, or remove canaryTrafficPercent"]
+        return []
+    try:
+        mode = deployment_mode(isvc)
+    except ValueError as error:
+        return [f"{manifest}: {error}"]
+    if mode != "Knative":
+        return [f"{manifest}: the InferenceService is in KServe's {mode} mode, and rollout.kserve.canary "
+                "needs Knative mode (serving.kserve.io/deploymentMode: Knative): only its revisions "
+                "split the traffic"]
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(TAG_ROUTING_ANNOTATION) != "true":
+        return [f"{manifest}: rollout.kserve.canary needs the annotation {TAG_ROUTING_ANNOTATION}: "
+                "\"true\", so that the canary's smoke request reaches the canary revision itself (its "
+                "'latest' tag URL) and not whichever revision the split picks"]
+    return []
+
+
+def serving_url(isvc: Mapping[str, Any], *, canary: bool) -> str | None:
+    """Where the smoke request goes: the InferenceService's URL, or for a canary the URL of its latest
+    revision's tag (``enable-tag-routing``; reconcilers/knative/ksvc_reconciler.go tags it
+    ``latest``)."""
+    status = isvc.get("status") or {}
+    if canary:
+        traffic = ((status.get("components") or {}).get("predictor") or {}).get("traffic") or []
+        return next((entry.get("url") for entry in traffic
+                     if entry.get("latestRevision") and entry.get("tag") == "latest"), None)
+    return status.get("url") or (status.get("address") or {}).get("url")
 
 
 def smoke_request_body(protocol: str, smoke: SmokeRequest) -> dict[str, Any]:
@@ -201,6 +244,8 @@ def smoke_predictions(protocol: str, answer: Mapping[str, Any]) -> list[Any]:
 # no revisions or traffic, so the Deployment is what proves the rollout.
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# pkg/constants/constants.go, EnableRoutingTagAnnotationKey
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 # pkg/constants/constants.go, StorageInitializerSourceUriInternalAnnotationKey
 SOURCE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
 # pkg/constants/constants.go, ParseDeploymentMode: the pre-0.16 names

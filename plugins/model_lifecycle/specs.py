@@ -225,6 +225,16 @@ class SmokeRequest(Strict):
         return self
 
 
+class Canary(Strict):
+    """A canary stage: the promotion sends ``traffic_percent`` of the requests to the new version
+    (``canaryTrafficPercent``); once that is verified, a second change takes it to 100 %."""
+
+    traffic_percent: int = Field(ge=1, le=99)
+    # true: the change to 100 % is merged by the wait itself once its checks pass (gitops.auto_merge's
+    # way), since the version was reviewed at the canary step; false: it is reviewed like the first.
+    auto_merge: bool = False
+
+
 class KServe(Strict):
     """How the rollout on KServe is checked (target ``kserve``)."""
 
@@ -234,6 +244,7 @@ class KServe(Strict):
     # The Argo CD Application that syncs the manifest; checked when connection argocd_default exists.
     argocd_application: str | None = None
     poll_interval_seconds: float = Field(default=15, gt=0)
+    canary: Canary | None = None
 
 
 class Rollout(Strict):
@@ -246,6 +257,12 @@ class Rollout(Strict):
     on_failed_rollout: Literal["revert", "fail"] = "revert"
     smoke_request: SmokeRequest | None = None
     kserve: KServe = Field(default_factory=KServe)
+
+    @model_validator(mode="after")
+    def _canary_on_kserve(self) -> Rollout:
+        if self.kserve.canary is not None and self.target != "kserve":
+            raise ValueError("kserve.canary needs target 'kserve': the local target has no traffic to split")
+        return self
 
 
 NotificationEvent = Literal["pr_opened", "promoted", "rejected", "pr_closed", "rollout_failed"]
@@ -275,10 +292,12 @@ class Aliases(Strict):
     staging: Annotated[str, Field(pattern=_NAME)] = "staging"
     production: Annotated[str, Field(pattern=_NAME)] = "production"
     previous_production: Annotated[str, Field(pattern=_NAME)] = "previous-production"
+    # The version serving a canary share (rollout.kserve.canary), until it is Production or failed.
+    canary: Annotated[str, Field(pattern=_NAME)] = "canary"
 
     @model_validator(mode="after")
     def _distinct(self) -> Aliases:
-        names = [self.staging, self.production, self.previous_production]
+        names = [self.staging, self.production, self.previous_production, self.canary]
         if len(set(names)) != len(names):
             raise ValueError(f"aliases must be distinct, got {names}")
         return self
@@ -308,6 +327,14 @@ class ModelSpec(Strict):
     @classmethod
     def _cron(cls, schedule: str) -> str:
         return cron_expression(schedule)
+
+    @model_validator(mode="after")
+    def _canary_merges_where_it_can(self) -> ModelSpec:
+        canary = self.rollout.kserve.canary
+        if canary is not None and canary.auto_merge and self.gitops.provider != "github":
+            raise ValueError(f"rollout.kserve.canary.auto_merge needs gitops.provider 'github' (provider is "
+                             f"{self.gitops.provider!r}): only it merges changes itself")
+        return self
 
     @property
     def dag_id(self) -> str:

@@ -214,3 +214,19 @@ def test_kubernetes_backends_are_wired_from_the_spec(tmp_path: Path, monkeypatch
     assert train.pod_template_file.endswith("include/kubernetes/training-pod-template.yaml")
     assert train.kubernetes_conn_id == "kubernetes_default"
     assert type(dag.task_dict["verify_rollout"]).__name__ == "VerifyRolloutSensor"
+
+
+def test_a_canary_stage_adds_its_steps_before_the_full_rollout(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    document = yaml.safe_load((SHIPPED_SPECS / "demo.yaml").read_text())
+    document["rollout"].update(target="kserve", kserve={"canary": {"traffic_percent": 10}})
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(document))
+    dag = parse(tmp_path, monkeypatch).dags["retrain__demo"]
+    assert [task.task_id for task in dag.topological_sort()][6:] == [
+        "open_pr", "wait_for_merge", "verify_canary", "open_full_rollout", "wait_for_full_rollout",
+        "verify_rollout", "promote_production"]
+    assert dag.task_dict["open_pr"].canary and dag.task_dict["verify_canary"].canary
+    assert not dag.task_dict["verify_rollout"].canary and dag.task_dict["wait_for_full_rollout"].full_rollout
+    assert "**Canary**: the pull request sends 10% of the requests" in dag.doc_md

@@ -5,14 +5,17 @@ a GitOps agent and KServe controller that act on the merge."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from embedded.gitops_repo import git
 from tests.conftest import TRAINER_IMAGE
 from tests.dags.test_retrain_cycle import (
+    DAY,
     aliases,
     lose_the_pickle_then_merge,
     run_with_reviewer,
@@ -136,3 +139,59 @@ def test_failed_model_load_fails_the_rollout_at_once(write_spec, gitops_repo: Pa
     assert "ModelLoadFailed: " in output and "model.pkl" in output  # in the runtime's own words
     assert versions(mlflow_client, spec)["1"].tags["lifecycle.status"] == "rollout_failed"
     assert aliases(mlflow_client, spec) == {"staging": "1"}
+
+
+def test_canary_then_full_rollout_then_production_and_a_failed_canary_reverted(
+        write_spec, gitops_repo: Path, mlflow_client: Any, mlflow_server: Any, kubernetes_default: Any,
+        model_servers: Any) -> None:
+    spec = write_spec(retries=0, rollout={**KSERVE_ROLLOUT, "kserve": {**KSERVE_ROLLOUT["kserve"],
+                                                                        "canary": {"traffic_percent": 25}}})
+    canary_branch = f"model-lifecycle/models/demo-breast-cancer/{spec.registered_model}-v1"
+    full_branch = f"model-lifecycle/models/demo-breast-cancer/full-rollout-{spec.registered_model}-v1"
+    seen: dict[str, Any] = {}
+
+    def review(branch: str) -> str:
+        """What the reviewer of the change to 100 % sees: a canary, not yet Production."""
+        if branch == full_branch:
+            seen["aliases"] = aliases(mlflow_client, spec)
+            seen["tags"] = versions(mlflow_client, spec)["1"].tags
+            seen["manifest"] = git(gitops_repo, "show", f"{branch}:{spec.gitops.manifest_path}")
+        return "merge"
+
+    with ServingStack(kubernetes_default, gitops_repo, spec.gitops.manifest_path, models=model_servers,
+                      artifacts_destination=mlflow_server.artifacts_destination) as serving:
+        first, reviewer = run_with_reviewer(spec, gitops_repo, decide=review, logical_date=DAY)
+        found = states(first)
+        assert set(found.values()) == {"success"}, found
+        assert {"verify_canary", "open_full_rollout", "wait_for_full_rollout"} <= set(found)
+        assert reviewer.handled == [(canary_branch, "merge"), (full_branch, "merge")]
+        assert seen["aliases"] == {"staging": "1", "canary": "1"}
+        assert seen["tags"]["lifecycle.status"] == "canary"
+        assert seen["tags"]["canary.traffic_percent"] == "25"
+        assert seen["tags"]["canary.detail"].startswith(
+            "canary: revision 'demo-breast-cancer-predictor-00002' has the canary's 25% of the traffic")
+        assert "canaryTrafficPercent: 100" in seen["manifest"]
+        v1 = versions(mlflow_client, spec)["1"]
+        assert v1.current_stage == "Production" and aliases(mlflow_client, spec) == {"production": "1"}
+        assert v1.tags["canary.full_rollout_pr_url"].endswith(full_branch)
+        assert v1.tags["canary.full_rollout_merged_by"] == "Demo Reviewer <reviewer@example.com>"
+        assert v1.tags["rollout.detail"].startswith(
+            "revision 'demo-breast-cancer-predictor-00002' has all the traffic")
+
+        # v2's canary cannot load: a failed rollout, reverted; v1 stays Production
+        second, _ = run_with_reviewer(spec, gitops_repo, logical_date=DAY + dt.timedelta(days=1),
+                                      decide=lose_the_pickle_then_merge(gitops_repo, spec,
+                                                                        mlflow_server.artifacts_destination))
+        assert serving.routes["demo-breast-cancer"][1] == {"demo-breast-cancer-predictor-00002": 100}
+    found = states(second)
+    assert (found["verify_canary"], found["open_full_rollout"], found["promote_production"]) == (
+        "failed", "upstream_failed", "upstream_failed")
+    v2 = versions(mlflow_client, spec)["2"].tags
+    assert v2["lifecycle.status"] == "rollout_failed"
+    assert v2["rollout.failure"].startswith("the new model failed to load") and "model.pkl" in \
+        v2["rollout.failure"]
+    revert = f"model-lifecycle/models/demo-breast-cancer/revert-{spec.registered_model}-v2"
+    assert v2["rollout.revert"].endswith(revert)
+    reverted = git(gitops_repo, "show", f"{revert}:{spec.gitops.manifest_path}")
+    assert "model-lifecycle/model-version: '1'" in reverted and "canaryTrafficPercent: 100" in reverted
+    assert aliases(mlflow_client, spec) == {"production": "1", "staging": "2"}

@@ -14,6 +14,7 @@ from embedded.gitops_repo import PLATFORM, git
 from model_lifecycle.manifests import pin_model_version
 from model_lifecycle.specs import PROJECT_ROOT
 from model_lifecycle.triggers.rollout import InferenceServiceRolloutTrigger
+from tests.support.airflow_stack import wait_for
 from tests.support.serving import ARGOCD_TOKEN, ServingStack
 from tests.support.triggers import first_event
 
@@ -61,12 +62,14 @@ def merge(repo: Path, uri: str, *, canary: int | None = None) -> str:
     return git(repo, "rev-parse", "HEAD").strip()
 
 
-def watch(uri: str, merge_sha: str, *, seconds: float, argocd: bool = False) -> dict[str, Any]:
+def watch(uri: str, merge_sha: str, *, seconds: float, argocd: bool = False,
+          canary_percent: int | None = None) -> dict[str, Any]:
     trigger = InferenceServiceRolloutTrigger(
         kubernetes_conn_id="kubernetes_default", namespace="models", name="demo-breast-cancer",
         storage_uri=uri, previous_revision=FIRST_REVISION, merge_sha=merge_sha,
         argocd_application="demo-breast-cancer" if argocd else None,
-        deadline=(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(), poll_interval=0.2)
+        deadline=(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(), poll_interval=0.2,
+        canary_percent=canary_percent)
 
     return first_event(trigger, timeout=seconds + 30)
 
@@ -151,19 +154,38 @@ def test_failed_load_fails_at_once_quoting_the_runtime(gitops_repo: Path, mlflow
     assert answer.status_code == 503  # the placeholder revision had nothing to serve
 
 
-def test_canary_is_waited_for_until_it_has_the_configured_share(
+def test_canary_is_waited_for_until_it_has_its_share_then_taken_to_all(
         gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
         model_uri: str) -> None:
-    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, rollout_delay=1.5):
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, rollout_delay=2) as serving:
         merge_sha = merge(gitops_repo, model_uri, canary=25)
-        early = watch(model_uri, merge_sha, seconds=2.5)
-        later = watch(model_uri, merge_sha, seconds=30)
+        wait_for("the canary's revision to be ready with no traffic yet", lambda: any(
+            (target["revisionName"], target["percent"]) == ("demo-breast-cancer-predictor-00002", 0)
+            for target in serving.inference_service("models", "demo-breast-cancer")["status"]["components"][
+                "predictor"]["traffic"]), timeout=60)
+        early = watch(model_uri, merge_sha, seconds=0.5, canary_percent=25)
+        canary = watch(model_uri, merge_sha, seconds=30, canary_percent=25)
+        not_full = watch(model_uri, merge_sha, seconds=0.5)
+        answers = [ask(serving) for _ in range(40)]
+        path = gitops_repo / MANIFEST
+        path.write_text(path.read_text().replace("canaryTrafficPercent: 25", "canaryTrafficPercent: 100"))
+        git(gitops_repo, "commit", "--quiet", "-am", "Roll out demo v2 to all", env=PLATFORM)
+        full = watch(model_uri, git(gitops_repo, "rev-parse", "HEAD").strip(), seconds=30)
+        after = {ask(serving).json()["model_version"] for _ in range(10)}
     assert early["state"] == "timeout"
-    assert early["reason"].startswith("canary in progress") and "waiting for the configured 25%" in \
+    assert early["reason"].startswith("canary in progress") and "waiting for the canary's 25%" in \
         early["reason"]
-    assert later["state"] == "passed"
-    assert later["reason"].startswith("canary: revision 'demo-breast-cancer-predictor-00002' has the "
-                                      "configured 25% of the traffic")
+    assert canary["state"] == "passed"
+    assert canary["reason"].startswith("canary: revision 'demo-breast-cancer-predictor-00002' has the "
+                                       "canary's 25% of the traffic")
+    assert not_full["state"] == "timeout" and "has 25% of the traffic, not 100%" in not_full["reason"]
+    # about a quarter of the requests reach the canary; the placeholder revision has no model to answer
+    served = {answer.json()["model_version"] for answer in answers if answer.status_code == 200}
+    assert served == {"demo-breast-cancer-predictor-00002"}
+    assert {answer.status_code for answer in answers} == {200, 404}
+    assert full["state"] == "passed" and full["reason"].startswith(
+        "revision 'demo-breast-cancer-predictor-00002' has all the traffic")
+    assert after == {"demo-breast-cancer-predictor-00002"}
 
 
 def test_argocd_must_report_the_merge_first(gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any,

@@ -12,8 +12,9 @@ its smoke request reaches the real MLServer.
   components.predictor revisions and traffic, modelStatus) after ``rollout_delay`` seconds: a model the
   runtime cannot load ends BlockedByFailedLoad / FailedToLoad with the runtime's own error, the old
   model still Loaded. ``behaviour="stuck"`` keeps the old revision the ready one (a controller that
-  does not act). A manifest with ``canaryTrafficPercent`` gets a canary that starts at 0% and reaches
-  the configured percentage after another ``rollout_delay``.
+  does not act). A manifest with ``canaryTrafficPercent`` below 100 gets a canary that starts at 0%
+  and reaches that share after another ``rollout_delay``; a change of the share alone moves the traffic
+  between the revisions (100: all of it to the canary, which is then the rolled-out revision).
 - The serving runtime is one real MLServer per runtime for the whole session (``ModelServers``):
   each revision is a version of the InferenceService's model in its model repository, loaded through
   MLServer's repository API. ``status.url`` routes inference requests to the revisions by their
@@ -163,6 +164,9 @@ class ServingStack(PollingThread):
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.downloads = Path(tempfile.mkdtemp(prefix="kserve-models-"))
         self.router = _serve(self._router_handler())
+        # Knative's routes to the tagged revisions, for enable-tag-routing
+        self.tag_routers = {tag: _serve(self._router_handler(tag)) for tag in ("latest", "prev")}
+        self.tag_routing: dict[str, bool] = {}
         self.argocd_server = _serve(self._argocd_handler()) if argocd else None
         self._applied: str | None = None
 
@@ -202,7 +206,7 @@ class ServingStack(PollingThread):
 
     def stop(self) -> None:
         super().stop()
-        for server in (self.router, self.argocd_server):
+        for server in (self.router, *self.tag_routers.values(), self.argocd_server):
             if server is not None:
                 server.shutdown()
         for name, (repository, _) in self.routes.items():
@@ -238,9 +242,16 @@ class ServingStack(PollingThread):
                  "spec": manifest["spec"]})
         if not self.argocd_lag or self.synced is None:
             self.synced = sha
-        previous_uri = ((current.get("spec") or {}).get("predictor") or {}).get("model", {}).get("storageUri")
-        if previous_uri != manifest["spec"]["predictor"]["model"]["storageUri"] or not current.get("status"):
+        self.tag_routing[name] = (manifest["metadata"].get("annotations") or {}).get(
+            "serving.kserve.io/enable-tag-routing") == "true"
+        previous = (current.get("spec") or {}).get("predictor") or {}
+        predictor = manifest["spec"]["predictor"]
+        if previous.get("model", {}).get("storageUri") != predictor["model"]["storageUri"] \
+                or not current.get("status"):
             threading.Thread(target=self._roll_out, args=(namespace, name, manifest), daemon=True).start()
+        elif previous.get("canaryTrafficPercent") != predictor.get("canaryTrafficPercent"):
+            threading.Thread(target=self._shift_traffic, args=(namespace, name, predictor),
+                             daemon=True).start()
 
     # The KServe controller -------------------------------------------------------------------
 
@@ -271,7 +282,7 @@ class ServingStack(PollingThread):
                          failure={"reason": "ModelLoadFailed", "modelRevisionName": new, "message": error})
             return
         canary = predictor.get("canaryTrafficPercent")
-        if canary is not None:
+        if canary is not None and canary < 100:
             self._route(name, repository, {new: 0, old: 100})
             self._status(namespace, name, ready=new, created=new, rolled_out=old,
                          traffic={new: 0, old: 100}, transition="UpToDate", active="Loaded", target="Loaded")
@@ -284,6 +295,24 @@ class ServingStack(PollingThread):
         self._route(name, repository, {new: 100})
         self._status(namespace, name, ready=new, created=new, rolled_out=new, traffic={new: 100},
                      transition="UpToDate", active="Loaded", target="Loaded")
+
+    def _shift_traffic(self, namespace: str, name: str, predictor: dict[str, Any]) -> None:
+        """Only ``canaryTrafficPercent`` changed: Knative moves the traffic between the revisions it
+        has, and creates none (100, or no share: all of it to the latest, which is then rolled out)."""
+        time.sleep(self.rollout_delay)
+        new = self._revision(name, self.revisions[name])
+        old = self._revision(name, self.revisions[name] - 1)
+        repository, _ = self.routes[name]
+        share = predictor.get("canaryTrafficPercent")
+        if share is None or share == 100:
+            self._route(name, repository, {new: 100})
+            self._status(namespace, name, ready=new, created=new, rolled_out=new, traffic={new: 100},
+                         transition="UpToDate", active="Loaded", target="Loaded")
+            return
+        self._route(name, repository, {new: share, old: 100 - share})
+        self._status(namespace, name, ready=new, created=new, rolled_out=old,
+                     traffic={new: share, old: 100 - share}, transition="UpToDate", active="Loaded",
+                     target="Loaded")
 
     def _roll_out_deployment(self, namespace: str, name: str, manifest: dict[str, Any]) -> None:
         """Standard mode: the predictor Deployment takes the new URI on its pod template (a new
@@ -415,14 +444,19 @@ class ServingStack(PollingThread):
         return f"{name}-predictor-{number:05d}"
 
     def _status(self, namespace: str, name: str, **fields: Any) -> None:
+        tag_urls = None
+        if self.tag_routing.get(name):
+            tag_urls = {tag: f"http://127.0.0.1:{router.server_port}"
+                        for tag, router in self.tag_routers.items()}
         status = inference_service_status(url=self.url, address=f"http://{name}.{namespace}.svc.cluster.local",
-                                          **fields)
+                                          tag_urls=tag_urls, **fields)
         self.objects.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
                                                            {"status": status})
 
     # The route and Argo CD -------------------------------------------------------------------
 
-    def _router_handler(self) -> type[BaseHTTPRequestHandler]:
+    def _router_handler(self, tag: str | None = None) -> type[BaseHTTPRequestHandler]:
+        """The InferenceService's route: to the revisions by their share, or to the tagged one."""
         stack = self
 
         class Handler(_JsonHandler):
@@ -437,8 +471,14 @@ class ServingStack(PollingThread):
                 if name not in stack.routes:
                     return self.reply(503, {"error": f"no revision of {name} is serving"})
                 repository, traffic = stack.routes[name]
-                revisions = [revision for revision, share in traffic.items() if share > 0]
-                revision = random.choices(revisions, weights=[traffic[r] for r in revisions])[0]
+                latest = stack._revision(name, stack.revisions[name])
+                if tag == "latest":
+                    revision = latest
+                elif tag == "prev":
+                    revision = next(revision for revision in traffic if revision != latest)
+                else:
+                    revisions = [revision for revision, share in traffic.items() if share > 0]
+                    revision = random.choices(revisions, weights=[traffic[r] for r in revisions])[0]
                 answer = repository.infer(f"/v2/models/{name}/versions/{revision}/{operation}", payload)
                 return self.send(answer.status_code, answer.content,
                                  answer.headers.get("Content-Type", "application/json"))
@@ -481,8 +521,24 @@ def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
     return server
 
 
+def traffic_target(revision: str, percent: int, *, latest: bool,
+                   tag_urls: dict[str, str] | None) -> dict[str, Any]:
+    """A Knative traffic target as KServe's ksvc reconciler (reconcilers/knative/ksvc_reconciler.go,
+    v0.20.0) asks for it: the latest revision tagged ``latest`` only with
+    ``serving.kserve.io/enable-tag-routing: "true"``, the previous one of a split always ``prev``; a
+    tagged target has its own URL (``tag_urls``)."""
+    target: dict[str, Any] = {"revisionName": revision, "percent": percent, "latestRevision": latest}
+    tag = "latest" if latest and tag_urls else None if latest else "prev"
+    if tag:
+        target["tag"] = tag
+        if tag_urls:
+            target["url"] = tag_urls[tag]
+    return target
+
+
 def inference_service_status(*, ready: str, created: str, rolled_out: str, traffic: dict[str, int],
                              transition: str, active: str, target: str, url: str = "http://127.0.0.1",
+                             tag_urls: dict[str, str] | None = None,
                              address: str = "http://isvc.models.svc.cluster.local",
                              deployment: tuple[str, str] | None = None,
                              failure: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -508,8 +564,7 @@ def inference_service_status(*, ready: str, created: str, rolled_out: str, traff
         "components": {"predictor": {
             "latestCreatedRevision": created, "latestReadyRevision": ready,
             "latestRolledoutRevision": rolled_out, "url": url,
-            "traffic": [{"revisionName": revision, "percent": percent, "latestRevision": revision == created,
-                         **({"tag": "latest" if revision == created else "prev"} if len(traffic) > 1 else {})}
+            "traffic": [traffic_target(revision, percent, latest=revision == created, tag_urls=tag_urls)
                         for revision, percent in traffic.items()],
         }},
         "modelStatus": model_status,

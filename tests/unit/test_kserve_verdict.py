@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from model_lifecycle.rollout import inference_service_state, smoke_predictions, smoke_request_body
+from model_lifecycle.rollout import (
+    check_traffic_split,
+    inference_service_state,
+    serving_url,
+    smoke_predictions,
+    smoke_request_body,
+)
 from model_lifecycle.specs import SmokeRequest
 from tests.support.kube_api import schema_violations
 from tests.support.serving import inference_service_status
@@ -34,8 +40,9 @@ def status(**overrides: Any) -> dict[str, Any]:
     return inference_service_status(**{**fields, **overrides})
 
 
-def verdict(obj: dict[str, Any]) -> tuple[str, str]:
-    state = inference_service_state(obj, storage_uri=NEW_URI, previous_revision=OLD)
+def verdict(obj: dict[str, Any], canary_percent: int | None = None) -> tuple[str, str]:
+    state = inference_service_state(obj, storage_uri=NEW_URI, previous_revision=OLD,
+                                    canary_percent=canary_percent)
     return state.state, state.reason
 
 
@@ -94,13 +101,66 @@ def test_traffic_not_yet_moved_waits() -> None:
     assert (state, reason) == ("waiting", f"latestRolledoutRevision is '{OLD}', not '{NEW}'")
 
 
-def test_canary_waits_for_the_configured_percentage_then_passes() -> None:
-    state, reason = verdict(isvc(status(rolled_out=OLD, traffic={NEW: 0, OLD: 100}), canary=20))
+def test_canary_stage_waits_for_the_canary_share_then_passes() -> None:
+    state, reason = verdict(isvc(status(rolled_out=OLD, traffic={NEW: 0, OLD: 100}), canary=20), 20)
     assert state == "waiting"
     assert reason == (f"canary in progress: revision '{NEW}' has 0% of the traffic, waiting for the "
-                      "configured 20%")
+                      "canary's 20%")
+    state, reason = verdict(isvc(status(rolled_out=OLD, traffic={NEW: 20, OLD: 80}), canary=20), 20)
+    assert state == "passed" and reason.startswith(f"canary: revision '{NEW}' has the canary's 20% of the "
+                                                   "traffic")
+
+
+def test_a_canary_share_is_not_a_full_rollout() -> None:
+    """Without a canary stage the version becomes Production: 20% of the traffic is not enough."""
     state, reason = verdict(isvc(status(rolled_out=OLD, traffic={NEW: 20, OLD: 80}), canary=20))
-    assert state == "passed" and reason.startswith(f"canary: revision '{NEW}' has the configured 20%")
+    assert state == "waiting"
+    assert reason == (f"revision '{NEW}' has 20% of the traffic, not 100% "
+                      "(spec.predictor.canaryTrafficPercent is 20)")
+
+
+def test_the_smoke_request_of_a_canary_goes_to_its_tag() -> None:
+    obj = isvc(status(rolled_out=OLD, traffic={NEW: 20, OLD: 80}), canary=20)
+    assert serving_url(obj, canary=False) == "http://127.0.0.1"
+    assert serving_url(obj, canary=True) is None  # no tag routing: no URL reaches the canary alone
+    obj["status"] = status(rolled_out=OLD, traffic={NEW: 20, OLD: 80}, tag_urls={
+        "latest": "http://latest.example", "prev": "http://prev.example"})
+    assert schema_violations(obj) == []
+    assert serving_url(obj, canary=True) == "http://latest.example"
+
+
+def test_full_rollout_after_the_canary_passes() -> None:
+    state, reason = verdict(isvc(status(), canary=100))
+    assert state == "passed" and reason.startswith(f"revision '{NEW}' has all the traffic")
+
+
+TAG_ROUTING = {"serving.kserve.io/enable-tag-routing": "true"}
+
+
+@pytest.mark.parametrize(("declared", "canary_percent", "problem"), [
+    (None, None, None), (100, None, None), (10, 10, None),
+    (10, 10, "rollout.kserve.canary needs the annotation serving.kserve.io/enable-tag-routing: \"true\", "
+             "so that the canary's smoke request reaches the canary revision itself (its 'latest' tag URL) "
+             "and not whichever revision the split picks"),
+    (10, None, "spec.predictor.canaryTrafficPercent is 10, and the model spec declares no "
+               "rollout.kserve.canary: the version would be marked Production while 10% of the requests "
+               "reach it. Declare rollout.kserve.canary.traffic_percent: 10, or remove canaryTrafficPercent"),
+])
+def test_the_traffic_split_must_be_the_one_the_spec_declares(declared: int | None, canary_percent: int | None,
+                                                             problem: str | None) -> None:
+    obj = isvc(None, canary=declared)
+    if not (problem or "").startswith("rollout.kserve.canary needs the annotation"):
+        obj["metadata"]["annotations"] = TAG_ROUTING
+    found = check_traffic_split(obj, canary_percent=canary_percent, manifest="isvc.yaml")
+    assert found == ([] if problem is None else [f"isvc.yaml: {problem}"])
+
+
+def test_a_canary_needs_knative_mode() -> None:
+    obj = isvc(None)
+    obj["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    assert check_traffic_split(obj, canary_percent=10, manifest="isvc.yaml") == [
+        "isvc.yaml: the InferenceService is in KServe's Standard mode, and rollout.kserve.canary needs "
+        "Knative mode (serving.kserve.io/deploymentMode: Knative): only its revisions split the traffic"]
 
 
 def test_model_still_loading_waits() -> None:

@@ -75,6 +75,14 @@ def test_shipped_specs_are_valid() -> None:
          "gitops.labels: only the github provider has labels (provider is 'local')"),
         (lambda d: d["gitops"].update(auto_merge=True),
          "gitops.auto_merge: only the github provider has auto_merge (provider is 'local')"),
+        (lambda d: d["rollout"].update(kserve={"canary": {"traffic_percent": 10}}),
+         "rollout: kserve.canary needs target 'kserve': the local target has no traffic to split"),
+        (lambda d: d["rollout"].update(target="kserve", kserve={"canary": {"traffic_percent": 100}}),
+         "rollout.kserve.canary.traffic_percent: Input should be less than or equal to 99"),
+        (lambda d: d["rollout"].update(target="kserve", kserve={"canary": {"traffic_percent": 10,
+                                                                          "auto_merge": True}}),
+         "(top level): rollout.kserve.canary.auto_merge needs gitops.provider 'github' (provider is "
+         "'local')"),
     ],
 )
 def test_bad_field_is_named_with_the_problem(tmp_path: Path, edit, expected: str) -> None:

@@ -70,7 +70,7 @@ class PreflightOperator(VersionStepOperator):
     def _load_and_ask(self, context: Context, runtime: ServingRuntime, storage_uri: str) -> str:
         import yaml
 
-        from model_lifecycle.manifests import read_predictor_model
+        from model_lifecycle.manifests import read_inference_service
         from model_lifecycle.registry import Tag
         from model_lifecycle.runtime_server import RuntimeStartError, download_model, serve_and_ask
         from model_lifecycle.runtimes import check_mlmodel, check_model_format
@@ -82,8 +82,8 @@ class PreflightOperator(VersionStepOperator):
                 f"rollout.runtime {runtime.name!r} speaks {list(runtime.protocols)}")
         isvc = gitops.inference_service
         manifest, _ = PromotionService.of(self).provider.read_file(gitops.base_branch, gitops.manifest_path)
-        model = read_predictor_model(manifest, path=gitops.manifest_path, name=isvc.name,
-                                     namespace=isvc.namespace)
+        model = read_inference_service(manifest, path=gitops.manifest_path, name=isvc.name,
+                                       namespace=isvc.namespace)["spec"]["predictor"]["model"]
         problems = check_model_format(runtime, model, manifest=f"{gitops.repository}:{gitops.manifest_path}")
         if problems:
             # The manifest is the platform's, not the version's: the version is not to blame.

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from model_lifecycle.gitops import ChangeStatus
     from model_lifecycle.results import RegisteredVersion
-    from model_lifecycle.specs import ModelSpec
+    from model_lifecycle.specs import GitOps, ModelSpec
 
 
 class WaitForMergeSensor(VersionOperator):
@@ -30,23 +30,35 @@ class WaitForMergeSensor(VersionOperator):
     No merge within ``gitops.merge_timeout_hours``: the task fails with a message that says so (and, with
     ``gitops.close_on_timeout``, the change is closed with a comment). With ``gitops.auto_merge``, a
     change whose required checks have passed is merged by the wait itself.
+
+    With ``full_rollout`` it waits for the change that takes a canary to all of the traffic: its merge
+    is recorded under ``canary.full_rollout_*``, and ``rollout.kserve.canary.auto_merge`` may merge it.
     """
 
     template_fields = ("model", "proposal", "registered")
     ui_color = "#fff3bf"
 
     def __init__(self, *, spec: ModelSpec | str, proposal: Proposal | XComArg,
-                 registered: RegisteredVersion | XComArg, mlflow_conn_id: str = MLFLOW_CONN_ID,
-                 **kwargs: Any) -> None:
+                 registered: RegisteredVersion | XComArg, full_rollout: bool = False,
+                 mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.use_spec(spec, mlflow_conn_id)
         self.proposal = proposal
         self.registered = registered
+        self.full_rollout = full_rollout
+
+    @property
+    def gitops(self) -> GitOps:
+        """The spec's GitOps settings, with the canary's auto-merge for the full rollout."""
+        canary = self.spec.rollout.kserve.canary
+        if self.full_rollout and canary is not None:
+            return self.spec.gitops.model_copy(update={"auto_merge": canary.auto_merge})
+        return self.spec.gitops
 
     def execute(self, context: Context) -> dict[str, Any]:
         from model_lifecycle.gitops import ChangeStatus, MergeRefused, RetryLater, provider_for
 
-        gitops = self.spec.gitops
+        gitops = self.gitops
         proposal = Proposal.from_xcom(self.proposal)
         ref = proposal.change
         if ref is None:
@@ -91,7 +103,7 @@ class WaitForMergeSensor(VersionOperator):
             raise failure(f"{url}: {event['message']}")
         status = ChangeStatus.from_dict(event["status"])
         if event["state"] == TIMEOUT:
-            gitops = self.spec.gitops
+            gitops = self.gitops
             message = (f"{url} was not merged within gitops.merge_timeout_hours "
                        f"({gitops.merge_timeout_hours} h) of spec {self.spec.name!r}: {status.detail}")
             if gitops.close_on_timeout:
@@ -113,10 +125,13 @@ class WaitForMergeSensor(VersionOperator):
             raise AirflowFailException(f"{name} v{version} rejected: {reason}")
         merge = Merge(merge_sha=status.merge_sha or "", merged_by=status.merged_by or "unknown",
                       merged_at=status.merged_at or "", approved_by=status.approved_by)
-        self.registry.set_tags(version, {
-            Tag.MERGE_SHA: merge.merge_sha, Tag.MERGED_BY: merge.merged_by, Tag.MERGED_AT: merge.merged_at,
-            Tag.APPROVED_BY: approval(merge),
-        }, keep_existing=True)
+        if self.full_rollout:
+            keys = (Tag.FULL_ROLLOUT_MERGE_SHA, Tag.FULL_ROLLOUT_MERGED_BY, Tag.FULL_ROLLOUT_MERGED_AT,
+                    Tag.FULL_ROLLOUT_APPROVED_BY)
+        else:
+            keys = (Tag.MERGE_SHA, Tag.MERGED_BY, Tag.MERGED_AT, Tag.APPROVED_BY)
+        values = (merge.merge_sha, merge.merged_by, merge.merged_at, approval(merge))
+        self.registry.set_tags(version, dict(zip(keys, values, strict=True)), keep_existing=True)
         self.log.info("Merged as %s by %s at %s (approved by %s).", merge.merge_sha, merge.merged_by,
                       merge.merged_at, approval(merge))
         return merge.to_xcom()

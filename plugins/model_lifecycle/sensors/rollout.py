@@ -5,6 +5,10 @@ Target ``local``: the model at the URI the merged manifest names loads in the de
 deferrable until the InferenceService serves the new version on a new, ready, fully rolled-out
 revision (``triggers/rollout.py``); then the smoke request is sent to it and its answer checked.
 
+With ``canary`` (``rollout.kserve.canary``) the new revision must have exactly the canary's share of
+the traffic; then the version gets the canary alias and its record (``canary.*``), and stays out of
+Production until a second change takes it to all of the traffic and that rollout is verified.
+
 A rollout that fails after the merge is not left half-done: the version is tagged with the reason, and
 with ``rollout.on_failed_rollout: revert`` a change pointing the InferenceService back at the
 production version is proposed; the task fails with both links in its message.
@@ -38,13 +42,20 @@ class VerifyRolloutSensor(VersionOperator):
     ui_color = "#e5dbff"
 
     def __init__(self, *, spec: ModelSpec | str, registered: RegisteredVersion | XComArg,
-                 merge: Merge | XComArg, mlflow_conn_id: str = MLFLOW_CONN_ID,
+                 merge: Merge | XComArg, canary: bool = False, mlflow_conn_id: str = MLFLOW_CONN_ID,
                  kubernetes_conn_id: str = KUBERNETES_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.use_spec(spec, mlflow_conn_id)
         self.registered = registered
         self.merge = merge
+        self.canary = canary
         self.kubernetes_conn_id = kubernetes_conn_id
+
+    @property
+    def canary_percent(self) -> int | None:
+        """The share of the traffic the new revision must have: the canary's, or None for all of it."""
+        stage = self.spec.rollout.kserve.canary
+        return stage.traffic_percent if self.canary and stage is not None else None
 
     @property
     def merged(self) -> Merge:
@@ -123,8 +134,10 @@ class VerifyRolloutSensor(VersionOperator):
                           self.merged.merge_sha)
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=self.spec.rollout.timeout_minutes)
         previous = self.registry.version(version).tags.get(Tag.PREVIOUS_REVISION)
-        self.log.info("Waiting until %s/%s serves v%s on a revision newer than %r, until %s.", isvc.namespace,
-                      isvc.name, version, previous, deadline.isoformat(timespec="seconds"))
+        share = "all" if self.canary_percent is None else f"{self.canary_percent}%"
+        self.log.info("Waiting until %s/%s serves v%s on a revision newer than %r with %s of the traffic, "
+                      "until %s.", isvc.namespace, isvc.name, version, previous, share,
+                      deadline.isoformat(timespec="seconds"))
         self.defer(
             trigger=InferenceServiceRolloutTrigger(
                 kubernetes_conn_id=self.kubernetes_conn_id,
@@ -136,6 +149,7 @@ class VerifyRolloutSensor(VersionOperator):
                 argocd_application=application,
                 deadline=deadline.isoformat(),
                 poll_interval=self.spec.rollout.kserve.poll_interval_seconds,
+                canary_percent=self.canary_percent,
             ),
             method_name="execute_complete",
         )
@@ -172,13 +186,18 @@ class VerifyRolloutSensor(VersionOperator):
 
     def _subject(self) -> str:
         isvc = self.spec.gitops.inference_service
-        return (f"rollout of {self.spec.registered_model} v{self.version.version} to "
+        stage = "rollout" if self.canary_percent is None else f"canary ({self.canary_percent}%)"
+        return (f"{stage} of {self.spec.registered_model} v{self.version.version} to "
                 f"{isvc.namespace}/{isvc.name}")
 
     def _verified(self, context: Context, target: Literal["local", "kserve"], detail: str) -> dict[str, Any]:
         from model_lifecycle.registry import Tag, now_iso
 
         version = self.version.version
+        if self.canary_percent is not None:
+            self.log.info("Canary verified: %s", detail)
+            self.registry.mark_canary(version, traffic_percent=self.canary_percent, detail=detail)
+            return Rollout(target=target, detail=detail).to_xcom()
         self.log.info("Rollout verified: %s", detail)
         self.registry.set_tags(version, {Tag.ROLLOUT_TARGET: target, Tag.ROLLOUT_DETAIL: detail})
         self.registry.set_tags(version, {Tag.ROLLOUT_VERIFIED_AT: now_iso()}, keep_existing=True)
@@ -195,6 +214,7 @@ class VerifyRolloutSensor(VersionOperator):
             revert = "none (rollout.on_failed_rollout is 'fail')"
         self.registry.set_tags(version, {Tag.STATUS: Status.ROLLOUT_FAILED, Tag.ROLLOUT_FAILURE: reason,
                                          Tag.REVERT: revert})
+        self.registry.drop_canary(version)
         message = f"{self._subject()} failed: {reason}. The change: {change}. The revert: {revert}."
         notify(context, self.spec, "rollout_failed", message, version=version,
                links={**self.extra_link_urls, "revert": revert if "://" in revert else ""})

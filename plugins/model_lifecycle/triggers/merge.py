@@ -48,6 +48,7 @@ class MergeTrigger(BaseTrigger):
         from model_lifecycle.hooks.github import GitHubConnectionError
         from model_lifecycle.results import ChangeRef
         from model_lifecycle.specs import GitOps
+        from model_lifecycle.triggers.waiting import WaitLog
 
         gitops = GitOps.model_validate(self.gitops)
         ref = ChangeRef.from_xcom(self.change)
@@ -61,6 +62,7 @@ class MergeTrigger(BaseTrigger):
             yield TriggerEvent({"state": ERROR, "message": str(error), "retry": True})
             return
         status = ChangeStatus(state="open", detail="not checked yet")
+        waits = WaitLog(self.log)
         wait, reason = 0.0, ""
         if self.first_check:
             first = dt.datetime.fromisoformat(self.first_check["at"])
@@ -72,7 +74,7 @@ class MergeTrigger(BaseTrigger):
                     yield TriggerEvent({"state": TIMEOUT, "status": status.to_dict()})
                     return
                 wait = min(wait, remaining)
-                self.log.info("Waiting for the merge of %s: %s; next check in %.0f s.", ref.url, reason, wait)
+                waits.waiting(f"the merge of {ref.url}", reason, wait)
                 await asyncio.sleep(wait)
             try:
                 status = await asyncio.to_thread(provider.check, ref, auto_merge=gitops.auto_merge)

@@ -24,7 +24,7 @@ TIMEOUT = "timeout"
 class InferenceServiceRolloutTrigger(BaseTrigger):
     def __init__(self, *, kubernetes_conn_id: str, namespace: str, name: str, storage_uri: str,
                  previous_revision: str | None, merge_sha: str, argocd_application: str | None,
-                 deadline: str, poll_interval: float) -> None:
+                 deadline: str, poll_interval: float, canary_percent: int | None = None) -> None:
         super().__init__()
         self.kubernetes_conn_id = kubernetes_conn_id
         self.namespace = namespace
@@ -35,6 +35,7 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
         self.argocd_application = argocd_application
         self.deadline = deadline
         self.poll_interval = poll_interval
+        self.canary_percent = canary_percent
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -43,11 +44,14 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
              "name": self.name, "storage_uri": self.storage_uri,
              "previous_revision": self.previous_revision, "merge_sha": self.merge_sha,
              "argocd_application": self.argocd_application, "deadline": self.deadline,
-             "poll_interval": self.poll_interval},
+             "poll_interval": self.poll_interval, "canary_percent": self.canary_percent},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from model_lifecycle.triggers.waiting import WaitLog
+
         deadline = dt.datetime.fromisoformat(self.deadline)
+        waits = WaitLog(self.log)
         while True:
             state, url = await self._look()
             if state.final:
@@ -60,8 +64,7 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
                                     "url": url})
                 return
             wait = min(self.poll_interval, remaining)
-            self.log.info("Waiting for %s/%s: %s; next look in %.0f s.", self.namespace, self.name,
-                          state.reason, wait)
+            waits.waiting(f"{self.namespace}/{self.name}", state.reason, wait)
             await asyncio.sleep(wait)
 
     async def _look(self) -> tuple[RolloutState, str | None]:
@@ -75,6 +78,7 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
             deployment_rollout_state,
             inference_service_state,
             predictor_deployment_name,
+            serving_url,
         )
 
         if self.argocd_application:
@@ -87,8 +91,7 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
         if isvc is None:
             return RolloutState("waiting", f"InferenceService {self.namespace}/{self.name} does not "
                                            "exist yet"), None
-        status = isvc.get("status") or {}
-        url = status.get("url") or (status.get("address") or {}).get("url")
+        url = serving_url(isvc, canary=self.canary_percent is not None)
         try:
             mode = deployment_mode(isvc)
         except ValueError as error:
@@ -99,4 +102,5 @@ class InferenceServiceRolloutTrigger(BaseTrigger):
                 self.namespace, predictor_deployment_name(self.name, predictor_name=predictor.get("name")))
             return deployment_rollout_state(isvc, deployment, storage_uri=self.storage_uri), url
         return inference_service_state(isvc, storage_uri=self.storage_uri,
-                                       previous_revision=self.previous_revision), url
+                                       previous_revision=self.previous_revision,
+                                       canary_percent=self.canary_percent), url
