@@ -27,10 +27,11 @@ test: $(INSTALLED)  ## lint, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-bench: $(INSTALLED)  ## tables of DAG parse cost, cost of waiting, one run's orchestration, and mlflow_gc vs `mlflow gc` (1,000 and 10,000 runs: most of the ~15 minutes)
+bench: $(INSTALLED)  ## tables of DAG parse cost, cost of waiting, one run's orchestration, the serving runtimes, and mlflow_gc vs `mlflow gc` (1,000 and 10,000 runs: most of the ~15 minutes)
 	$(BIN)/python -m benchmarks.parse_cost
 	$(BIN)/python -m benchmarks.waiting_cost
 	$(BIN)/python -m benchmarks.orchestration
+	$(BIN)/python -m benchmarks.serving_runtime
 	$(BIN)/python -m benchmarks.mlflow_gc --runs 1000 10000
 
 lock: $(INSTALLED)  ## re-resolve constraints.txt after changing a requirements file
