@@ -213,6 +213,27 @@ def serving_url(isvc: Mapping[str, Any], *, canary: bool) -> str | None:
     return status.get("url") or (status.get("address") or {}).get("url")
 
 
+# pkg/controller/v1beta1/inferenceservice/utils/utils.go (v0.20.0), SupportedStorageURIPrefixList: what
+# KServe's webhook admits and its storage initializer downloads; the rest of a URI with a scheme fails.
+KSERVE_STORAGE_PREFIXES = ("gs://", "s3://", "pvc://", "file://", "https://", "http://", "hdfs://",
+                           "webhdfs://", "oci://", "oci+native://", "hf://")
+# A path without a scheme is only read where the pod has it mounted (kserve_storage: MODEL_MOUNT_DIRS
+# and the PVC mount).
+KSERVE_MOUNTED_PATHS = ("/mnt/models", "/mnt/pvc")
+
+
+def kserve_storage_problem(storage_uri: str) -> str | None:
+    """Why KServe's storage initializer cannot read ``storage_uri``, or None when it can. A proxied
+    ``mlflow-artifacts:`` URI passes KServe's webhook (it has no ``://``) and then fails in the storage
+    initializer after the merge, with "Cannot recognize storage type"."""
+    if storage_uri.startswith(KSERVE_STORAGE_PREFIXES):
+        return None
+    if "://" not in storage_uri and storage_uri.startswith(KSERVE_MOUNTED_PATHS):
+        return None
+    return (f"KServe's storage initializer cannot read {storage_uri!r}: it reads "
+            f"{', '.join(KSERVE_STORAGE_PREFIXES)} and paths under {', '.join(KSERVE_MOUNTED_PATHS)}")
+
+
 def smoke_request_body(protocol: str, smoke: SmokeRequest) -> dict[str, Any]:
     """The smoke request in KServe's v1 (TensorFlow-style) or v2 (Open Inference) protocol."""
     if protocol == "v1":

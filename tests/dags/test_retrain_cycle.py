@@ -71,9 +71,13 @@ def lose_the_pickle_then_merge(repo: Path, spec: Any, artifacts_destination: str
     def decide(branch: str) -> str:
         if "/revert-" in branch:
             return "leave"
-        pinned = re.search(r"storageUri: mlflow-artifacts:/(\S+)",
-                           git(repo, "show", f"{branch}:{spec.gitops.manifest_path}"))[1]
-        (Path(artifacts_destination) / pinned / "model.pkl").unlink()
+        manifest = git(repo, "show", f"{branch}:{spec.gitops.manifest_path}")
+        pinned = re.search(r"storageUri: (\S+)", manifest)[1]
+        if pinned.startswith("file://"):  # the artifacts destination as the MLflow connection names it
+            folder = Path(pinned.removeprefix("file://"))
+        else:
+            folder = Path(artifacts_destination) / pinned.removeprefix("mlflow-artifacts:/")
+        (folder / "model.pkl").unlink()
         return "merge"
 
     return decide

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,18 @@ from tests.support.airflow_runs import load_dag, manual_run
 from tests.support.serving import ARGOCD_TOKEN, ServingStack
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "mlflow_server")
+
+
+@pytest.fixture
+def mlflow_for_kserve(mlflow_server: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Connection ``mlflow_default`` naming the server's artifacts destination, as a deployment for KServe
+    does (here a folder, as ``file://``), so that manifests pin a location KServe's storage initializer
+    reads; returns that location."""
+    destination = Path(mlflow_server.artifacts_destination).as_uri()
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({
+        "conn_type": "http", "host": "127.0.0.1", "port": mlflow_server.port,
+        "extra": {"artifacts_destination": destination}}))
+    return destination
 
 SECRET = "training-credentials"
 POD = {"poll_interval_seconds": 0.5, "startup_timeout_seconds": 10, "schedule_timeout_seconds": 10}
@@ -58,7 +71,7 @@ def model_pods(api: Any, spec: Any) -> list[client.V1Pod]:
 
 def test_cycle_with_training_pods_and_a_kserve_rollout(write_spec, gitops_repo: Path, mlflow_client: Any,
                                                        mlflow_server: Any, kubernetes_default: Any,
-                                                       model_servers: Any,
+                                                       model_servers: Any, mlflow_for_kserve: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     ensure_secret(kubernetes_default)
     spec = write_spec(retries=0, training=KUBERNETES_TRAINING, rollout=KSERVE_ROLLOUT)
@@ -92,6 +105,8 @@ def test_cycle_with_training_pods_and_a_kserve_rollout(write_spec, gitops_repo: 
     assert version.tags["rollout.detail"].startswith(
         "revision 'demo-breast-cancer-predictor-00002' has all the traffic")
     assert "the smoke request got 2 predictions: [0, 1]" in version.tags["rollout.detail"]
+    assert version.tags["pr.url"] and mlflow_for_kserve in git(gitops_repo, "show",
+                                                              f"main:{spec.gitops.manifest_path}")
     path, body = serving.requests[-1]
     assert path == "/v2/models/demo-breast-cancer/infer"
     assert body["inputs"][0]["shape"] == [2, 30]
@@ -124,7 +139,7 @@ def test_failed_training_pod_names_the_reason(write_spec, mlflow_client: Any, ku
 
 def test_failed_model_load_fails_the_rollout_at_once(write_spec, gitops_repo: Path, mlflow_client: Any,
                                                      mlflow_server: Any, kubernetes_default: Any,
-                                                     model_servers: Any,
+                                                     model_servers: Any, mlflow_for_kserve: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(retries=0, rollout=KSERVE_ROLLOUT)
     with ServingStack(kubernetes_default, gitops_repo, spec.gitops.manifest_path, models=model_servers,
@@ -143,7 +158,7 @@ def test_failed_model_load_fails_the_rollout_at_once(write_spec, gitops_repo: Pa
 
 def test_canary_then_full_rollout_then_production_and_a_failed_canary_reverted(
         write_spec, gitops_repo: Path, mlflow_client: Any, mlflow_server: Any, kubernetes_default: Any,
-        model_servers: Any) -> None:
+        model_servers: Any, mlflow_for_kserve: str) -> None:
     spec = write_spec(retries=0, rollout={**KSERVE_ROLLOUT, "kserve": {**KSERVE_ROLLOUT["kserve"],
                                                                         "canary": {"traffic_percent": 25}}})
     canary_branch = f"model-lifecycle/models/demo-breast-cancer/{spec.registered_model}-v1"
@@ -195,3 +210,22 @@ def test_canary_then_full_rollout_then_production_and_a_failed_canary_reverted(
     reverted = git(gitops_repo, "show", f"{revert}:{spec.gitops.manifest_path}")
     assert "model-lifecycle/model-version: '1'" in reverted and "canaryTrafficPercent: 100" in reverted
     assert aliases(mlflow_client, spec) == {"production": "1", "staging": "2"}
+
+
+def test_a_location_kserve_cannot_read_is_refused_before_review(write_spec, gitops_repo: Path,
+                                                                 mlflow_client: Any,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Without artifacts_destination the manifest would pin the proxied mlflow-artifacts: URI, which
+    KServe's webhook admits and its storage initializer cannot read, after the merge."""
+    spec = write_spec(retries=0, rollout=KSERVE_ROLLOUT)
+    main_before = git(gitops_repo, "rev-parse", "main").strip()
+    run = manual_run(load_dag(spec.dag_id))
+    found = states(run)
+    assert (found["preflight"], found["promote_staging"]) == ("failed", "upstream_failed")
+    output = capsys.readouterr().out
+    assert "KServe's storage initializer cannot read 'mlflow-artifacts:/" in output
+    assert "set its extra artifacts_destination to the tracking server's --artifacts-destination" in output
+    # the connection is at fault, not the version
+    assert versions(mlflow_client, spec)["1"].tags["lifecycle.status"] == "registered"
+    assert git(gitops_repo, "rev-parse", "main").strip() == main_before
+    assert git(gitops_repo, "branch", "--list", "model-lifecycle/*").strip() == ""

@@ -9,6 +9,7 @@ import pytest
 from model_lifecycle.rollout import (
     check_traffic_split,
     inference_service_state,
+    kserve_storage_problem,
     serving_url,
     smoke_predictions,
     smoke_request_body,
@@ -196,3 +197,17 @@ def test_smoke_request_in_both_protocols() -> None:
 def test_malformed_answer_is_named(protocol: str, answer: dict[str, Any], missing: str) -> None:
     with pytest.raises(ValueError, match=f"the {protocol} answer has no {missing}"):
         smoke_predictions(protocol, answer)
+
+
+@pytest.mark.parametrize(("uri", "readable"), [
+    ("s3://mlflow/artifacts/1/models/m-1/artifacts", True), ("gs://bucket/model", True),
+    ("file:///srv/models/m-1", True), ("pvc://models/m-1", True), ("/mnt/models/m-1", True),
+    ("https://example.com/model.tar.gz", True),
+    ("mlflow-artifacts:/1/models/m-1/artifacts", False), ("models:/fraud/3", False),
+    ("/tmp/artifacts/m-1", False), ("ftp://example.com/model", False),
+])
+def test_what_kserve_storage_reads(uri: str, readable: bool) -> None:
+    problem = kserve_storage_problem(uri)
+    assert (problem is None) == readable
+    if problem:
+        assert problem.startswith(f"KServe's storage initializer cannot read {uri!r}: it reads gs://, s3://")

@@ -72,6 +72,7 @@ class PreflightOperator(VersionStepOperator):
 
         from model_lifecycle.manifests import read_inference_service
         from model_lifecycle.registry import Tag
+        from model_lifecycle.rollout import kserve_storage_problem
         from model_lifecycle.runtime_server import RuntimeStartError, download_model, serve_and_ask
         from model_lifecycle.runtimes import check_mlmodel, check_model_format
 
@@ -85,8 +86,15 @@ class PreflightOperator(VersionStepOperator):
         model = read_inference_service(manifest, path=gitops.manifest_path, name=isvc.name,
                                        namespace=isvc.namespace)["spec"]["predictor"]["model"]
         problems = check_model_format(runtime, model, manifest=f"{gitops.repository}:{gitops.manifest_path}")
+        unreadable = kserve_storage_problem(storage_uri) if rollout.target == "kserve" else None
+        if unreadable:
+            problems.append(f"{unreadable}. The manifest pins the version's artifact location as the MLflow "
+                            f"connection {self.mlflow.mlflow_conn_id!r} gives it: set its extra "
+                            "artifacts_destination to the tracking server's --artifacts-destination (for "
+                            "example s3://mlflow/artifacts), so that the manifest names the bucket KServe "
+                            "reads")
         if problems:
-            # The manifest is the platform's, not the version's: the version is not to blame.
+            # The manifest and the connections are the platform's: the version is not to blame.
             raise AirflowFailException("; ".join(problems))
 
         with tempfile.TemporaryDirectory(prefix="preflight-") as workdir:
