@@ -25,6 +25,15 @@ class Evidence:
     mlflow_version_url: str
     airflow_run_url: str
     decision: str
+    # The version in production when the change is proposed (None: none is).
+    production_version: str | None = None
+
+    @property
+    def compared_with_production(self) -> bool:
+        """Whether the figures compare the version with what is in production now: they come from its
+        own evaluation, against the production version of that time, which a rollback or a manual
+        promotion may no longer have."""
+        return self.production_version in (None, self.baseline_version, self.version)
 
 
 def pull_request_title(evidence: Evidence) -> str:
@@ -36,15 +45,19 @@ def pull_request_title(evidence: Evidence) -> str:
 
 def pull_request_body(evidence: Evidence) -> str:
     baseline = f"v{evidence.baseline_version}" if evidence.baseline_version else "none"
-    rows = "\n".join(_metric_row(check) for check in evidence.checks)
+    column, note = f"production ({baseline})", ""
+    if not evidence.compared_with_production:
+        then = f"v{evidence.baseline_version}" if evidence.baseline_version else "no production version"
+        column = f"production when evaluated ({baseline})"
+        note = (f"\n**No fresh comparison was made**: these figures are v{evidence.version}'s own "
+                f"evaluation from when it was trained, against {then} then; it has not been scored "
+                f"against the current production v{evidence.production_version} on the same data.\n")
     return f"""\
 Points InferenceService `{evidence.inference_service}` at `{evidence.registered_model}` \
 version {evidence.version}. Merging this change is the approval: the GitOps agent applies it, \
 Airflow verifies the rollout and then marks the version Production.
-
-| metric | candidate v{evidence.version} | bounds | production ({baseline}) | regression (max) | result |
-| --- | --- | --- | --- | --- | --- |
-{rows}
+{note}
+{metric_table(evidence.checks, version=evidence.version, baseline_column=column)}
 
 - Data: `{evidence.data_source}`, window {evidence.window_start} to {evidence.window_end}
 - Storage URI: `{evidence.storage_uri}`
@@ -53,6 +66,13 @@ Airflow verifies the rollout and then marks the version Production.
 - Airflow run: {evidence.airflow_run_url}
 - Promotion: {evidence.decision}
 """
+
+
+def metric_table(checks: Sequence[Mapping[str, Any]], *, version: str, baseline_column: str) -> str:
+    """The gate's checks as a Markdown table: the pull request's, and the evaluate task's log."""
+    rows = "\n".join(_metric_row(check) for check in checks)
+    return (f"| metric | candidate v{version} | bounds | {baseline_column} | regression (max) | result |\n"
+            f"| --- | --- | --- | --- | --- | --- |\n{rows}")
 
 
 def _metric_row(check: Mapping[str, Any]) -> str:

@@ -302,6 +302,7 @@ class PromotionService:
             mlflow_version_url=links[MODEL_VERSION],
             airflow_run_url=airflow_run_url,
             decision=tags.get(Tag.PROMOTION_DECISION, "not recorded"),
+            production_version=production.version if (production := self.registry.production()) else None,
         )
 
     def _record_serving_revision(self, version: str) -> None:

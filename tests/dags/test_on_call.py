@@ -101,6 +101,9 @@ def test_rolling_back_restores_the_previous_version_end_to_end(write_spec, gitop
     assert record["promotion.airflow_run_url"].endswith(f"/dags/{PROMOTE}/runs/{quote(run.run_id, safe='')}")
     assert record["pr.merge_sha"] == git(gitops_repo, "rev-parse", "main").strip()
     assert found["2"].tags["lifecycle.status"] == "archived"
+    # the pull request did not pass v1's figures of its own time off as a comparison with v2
+    body = git(gitops_repo, "log", "-1", "--format=%B", f"{record['pr.merge_sha']}^2")
+    assert "current production v2" in body and "**No fresh comparison was made**" in body
 
     # the on-call engineer heard of the pull request and of the promotion, with the links to open
     version_url = f"{mlflow_server.url}/#/models/{spec.registered_model}/versions/1"

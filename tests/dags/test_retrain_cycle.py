@@ -84,11 +84,17 @@ def lose_the_pickle_then_merge(repo: Path, spec: Any, artifacts_destination: str
 
 
 def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_repo: Path,
-                                                          mlflow_client: Any) -> None:
+                                                          mlflow_client: Any,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec()
     # Two daily intervals: dag.test() keeps one run per logical date, and the first run is cleared later.
     first, reviewer = run_with_reviewer(spec, gitops_repo, logical_date=DAY)
     assert set(states(first).values()) == {"success"}, states(first)
+    # the evaluate log shows the gate's figures, not only a count of checks
+    output = capsys.readouterr().out
+    assert "| metric | candidate v1 | bounds | production (none) | regression (max) | result |" in output
+    row = r"\| accuracy \(maximize\) \| 0\.\d{4} \| >= 0\.9 \| - \| n/a \(0\.03\) \| pass \|"
+    assert re.search(row, output)
     branch = f"model-lifecycle/models/demo-breast-cancer/{spec.registered_model}-v1"
     assert reviewer.handled == [(branch, "merge")]
 

@@ -45,3 +45,19 @@ def test_body_has_metric_table_links_and_window() -> None:
 def test_body_without_production() -> None:
     body = pull_request_body(evidence(baseline_version=None))
     assert "production (none)" in body
+
+
+def test_body_compared_with_the_production_of_now() -> None:
+    body = pull_request_body(evidence(production_version="4"))
+    assert "| production (v4) |" in body and "No fresh comparison" not in body
+
+
+def test_rollback_body_says_plainly_that_no_fresh_comparison_was_made() -> None:
+    """v5 is promoted again while v7 is in production: its figures are against v4, of its own time."""
+    body = pull_request_body(evidence(production_version="7"))
+    assert ("**No fresh comparison was made**: these figures are v5's own evaluation from when it was "
+            "trained, against v4 then; it has not been scored against the current production v7 on the "
+            "same data.") in body
+    assert "| metric | candidate v5 | bounds | production when evaluated (v4) | regression (max) |" in body
+    first = pull_request_body(evidence(production_version="7", baseline_version=None))
+    assert "against no production version then" in first and "production (none)" not in first

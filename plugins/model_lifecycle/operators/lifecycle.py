@@ -202,6 +202,9 @@ class EvaluateOperator(VersionOperator, SkipMixin):
         self.registered = registered
 
     def execute(self, context: Context) -> None:
+        import json
+
+        from model_lifecycle.evidence import metric_table
         from model_lifecycle.policy import MissingMetricError
         from model_lifecycle.registry import Tag
 
@@ -248,6 +251,12 @@ class EvaluateOperator(VersionOperator, SkipMixin):
         self.registry.set_tags(version, decision)
         self.registry.tag_run(run_id, decision)
 
+        recorded = self.registry.version(version).tags
+        if recorded.get(Tag.CHECKS):
+            baseline = recorded.get(Tag.BASELINE_VERSION, "none")
+            column = "production (none)" if baseline == "none" else f"production (v{baseline})"
+            self.log.info("The evaluation gate, on the candidate run's metrics:\n%s", metric_table(
+                json.loads(recorded[Tag.CHECKS]), version=version, baseline_column=column))
         if not passed:
             self.log.warning("REJECTED by the evaluation gate: %s v%s: %s", name, version, summary)
         elif not plan.may_promote:
