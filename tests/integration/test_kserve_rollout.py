@@ -5,6 +5,7 @@ code and the real MLServer of the declared runtime."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,30 +103,58 @@ def test_rollout_of_the_new_revision_passes(gitops_repo: Path, mlflow_server: An
     assert answer.json()["outputs"][0]["data"] in ([0, 0], [1, 1])  # a DummyClassifier's prior
 
 
-def test_model_on_s3_is_fetched_by_the_storage_initializer(
-        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
-        model_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The s3:// URI a manifest pins when the tracking server's artifacts live in a bucket: read by
-    kserve-storage with the endpoint and credentials KServe gives its storage initializer."""
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto's S3 server, with the endpoint and credentials KServe gives its storage initializer."""
     from tests.support.stores import S3Server
 
-    s3 = S3Server().start()
-    try:
-        for name, value in s3.env.items():
-            monkeypatch.setenv(name, value)
-        bucket = s3.create_bucket()
-        files = Path(mlflow_server.artifacts_destination) / model_uri.removeprefix("mlflow-artifacts:/")
-        for path in files.rglob("*"):
-            if path.is_file():
-                s3.client().upload_file(str(path), bucket, f"model/{path.relative_to(files)}")
-        uri = f"s3://{bucket}/model"
-        with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers) as serving:
-            event = watch(uri, merge(gitops_repo, uri), seconds=60)
-            answer = ask(serving)
-    finally:
-        s3.stop()
+    server = S3Server().start()
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    yield server
+    server.stop()
+
+
+def copy_to_s3(s3: Any, mlflow_server: Any, model_uri: str) -> str:
+    """The logged model's files in a bucket, where a tracking server with S3 artifacts keeps them."""
+    bucket = s3.create_bucket()
+    files = Path(mlflow_server.artifacts_destination) / model_uri.removeprefix("mlflow-artifacts:/")
+    for path in files.rglob("*"):
+        if path.is_file():
+            s3.client().upload_file(str(path), bucket, f"model/{path.relative_to(files)}")
+    return f"s3://{bucket}/model"
+
+
+def test_model_on_s3_is_fetched_by_the_storage_initializer(
+        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
+        model_uri: str, s3: Any) -> None:
+    """The s3:// URI a manifest pins when the tracking server's artifacts live in a bucket: read by
+    kserve-storage with the endpoint and credentials KServe gives its storage initializer."""
+    uri = copy_to_s3(s3, mlflow_server, model_uri)
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers) as serving:
+        event = watch(uri, merge(gitops_repo, uri), seconds=60)
+        answer = ask(serving)
     assert event["state"] == "passed", event
     assert answer.status_code == 200 and len(answer.json()["outputs"][0]["data"]) == 2
+
+
+def test_the_mlflow3_runtime_serves_what_mlflow_3_logs_by_default(
+        gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any, s3: Any) -> None:
+    """A skops model, which kserve-mlserver cannot read, in the ServingRuntime the project ships for
+    MLflow 3, selected by the manifest (spec.predictor.model.runtime), from a bucket. (From a folder,
+    kserve-storage links the files, and MLflow 3's skops loader refuses a path that resolves outside
+    the model's folder.)"""
+    uri = copy_to_s3(s3, mlflow_server, log_model(mlflow_server, "skops"))
+    path = gitops_repo / MANIFEST
+    path.write_text(path.read_text().replace("      protocolVersion: v2\n",
+                                             "      protocolVersion: v2\n      runtime: mlserver-mlflow3\n"))
+    git(gitops_repo, "commit", "--quiet", "-am", "Serve demo with MLflow 3", env=PLATFORM)
+    with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers) as serving:
+        event = watch(uri, merge(gitops_repo, uri), seconds=120)
+        answer = ask(serving)
+    assert event["state"] == "passed", event
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == "demo-breast-cancer-predictor-00002"
 
 
 def test_old_revision_still_ready_times_out_with_the_last_conditions(
