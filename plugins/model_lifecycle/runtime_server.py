@@ -43,7 +43,7 @@ CACHE_DIR_ENV = "MODEL_LIFECYCLE_CACHE_DIR"
 START_TIMEOUT_SECONDS = 120.0
 # What a failed start leaves in the log: MLServer's ERROR records and the exceptions with a message.
 _ERROR_RECORD = re.compile(r"\[mlserver[\w.]*\] ERROR - (?P<message>.+)$")
-_EXCEPTION = re.compile(r"^(?P<message>[\w.]+(?:Error|Exception): .+)$")
+_EXCEPTION = re.compile(r"^(?P<message>[\w.]*(?:Error|Exception): .+)$")
 # KServe's ServingRuntime for MLServer (config/runtimes/kserve-mlserver.yaml) and SetMlServerDefaults
 # (pkg/apis/serving/v1beta1/inference_service_defaults.go, v0.20.0) set these for an MLflow model.
 MLFLOW_IMPLEMENTATION = "mlserver_mlflow.MLflowRuntime"
@@ -230,9 +230,37 @@ def download_model(storage_uri: str, target: Path, *, tracking_uri: str) -> Path
         # MLflow puts a folder's files under its last path segment: the returned path holds them.
         return Path(mlflow.artifacts.download_artifacts(storage_uri, dst_path=str(target),
                                                         tracking_uri=tracking_uri))
-    from kserve_storage import Storage
+    return storage_initializer(storage_uri, target)
 
-    return Path(Storage.download(storage_uri, str(target)))
+
+class StorageInitializerError(RuntimeError):
+    """KServe's storage initializer could not fetch the model; the message is its own error."""
+
+
+# KServe's storage-initializer entrypoint (python/storage-initializer/scripts/initializer-entrypoint,
+# v0.20.0) runs Storage.download_files in a container of its own; this is its core, in a process of its
+# own, printing where the files are.
+_STORAGE_INITIALIZER = (
+    "import sys\n"
+    "from kserve_storage import Storage\n"
+    "print('MODEL_DIR=' + Storage.download(sys.argv[1], sys.argv[2]))\n"
+)
+
+
+def storage_initializer(storage_uri: str, target: Path) -> Path:
+    """What KServe's storage initializer puts in ``target`` from ``storage_uri`` (``kserve-storage``),
+    run as KServe runs it: in a process of its own. Its S3 download forks a pool of workers, which a
+    process with threads (a task's, a test's) must not do: a lock held by another thread at the fork
+    stays held in the child. ``StorageInitializerError`` carries its error."""
+    target.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, "-c", _STORAGE_INITIALIZER, storage_uri, str(target)],
+                            capture_output=True, text=True)
+    found = [line.removeprefix("MODEL_DIR=") for line in result.stdout.splitlines()
+             if line.startswith("MODEL_DIR=")]
+    if result.returncode != 0 or not found:
+        raise StorageInitializerError(runtime_error(result.stderr) or
+                                      f"it exited with code {result.returncode}: {result.stderr[-500:]}")
+    return Path(found[-1])
 
 
 def serve_and_ask(runtime: ServingRuntime, model_dir: Path, *, model_name: str, smoke: SmokeRequest | None,

@@ -43,7 +43,12 @@ from embedded.gitops_repo import git
 from embedded.polling import PollingThread
 from model_lifecycle.hooks.mlflow import artifact_location
 from model_lifecycle.rollout import SOURCE_URI_ANNOTATION, deployment_mode, predictor_deployment_name
-from model_lifecycle.runtime_server import MLFLOW_IMPLEMENTATION, RuntimeServer, runtime_error
+from model_lifecycle.runtime_server import (
+    MLFLOW_IMPLEMENTATION,
+    RuntimeServer,
+    runtime_error,
+    storage_initializer,
+)
 from model_lifecycle.runtimes import RUNTIMES, ServingRuntime
 from tests.support.kube_api import KubernetesApi
 
@@ -426,10 +431,7 @@ class ServingStack(PollingThread):
 
     def _download(self, uri: str, target: Path) -> Path:
         """What KServe's storage initializer puts in /mnt/models, from the URI as the manifest pins it."""
-        from kserve_storage import Storage
-
-        location = artifact_location(uri, self.artifacts_destination)
-        return Path(Storage.download(location, str(target)))
+        return storage_initializer(artifact_location(uri, self.artifacts_destination), target)
 
     def _route(self, name: str, repository: ModelRepository, traffic: dict[str, int]) -> None:
         """Send requests to the revisions by their share; retire the revisions left without traffic."""
