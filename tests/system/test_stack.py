@@ -5,8 +5,9 @@ a fresh database dropped afterwards; MLflow's artifacts go to S3 (moto's server 
 api-server, scheduler (LocalExecutor), dag-processor and triggerer run as processes, as in
 ``docker-compose.yaml``. The demo model proposes its versions in a local GitOps repository and is
 verified on KServe: a Kubernetes API on loopback, with a GitOps agent that syncs what was merged when
-the test says so (Argo CD with manual sync), a KServe controller and a model server
-(``tests/support/serving.py``). Holding the merge and the sync lets the tests see the sensors deferred.
+the test says so (Argo CD with manual sync), a KServe controller, KServe's storage-initializer code and
+the real MLServer of the declared runtime (``tests/support/serving.py``). Holding the merge and the
+sync lets the tests see the sensors deferred.
 
 As users, the tests send bad form params, unpause the DAG and trigger it with a form param over the
 REST API, kill the triggerer while the merge sensor waits, clear finished tasks, and backfill with the
@@ -329,7 +330,7 @@ def test_promoted_version_carries_its_record_in_mlflow_and_git(stack: Stack,
     assert tags["pr.merge_sha"] == git(stack.repo, "rev-parse", "main").strip()
     assert tags["rollout.target"] == "kserve"
     assert "the smoke request got 2 predictions" in tags["rollout.detail"]
-    # the merged manifest pins the version's artifacts in the bucket, where the model server read them
+    # the merged manifest pins the version's artifacts in the bucket, where the storage initializer read them
     isvc = stack.serving.inference_service("models", "demo-breast-cancer")
     assert isvc["spec"]["predictor"]["model"]["storageUri"].startswith(f"s3://{stack.bucket}/artifacts/")
     assert promotion_branches(stack.repo) == []
