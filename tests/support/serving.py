@@ -477,7 +477,9 @@ class ServingStack(PollingThread):
                 if tag == "latest":
                     revision = latest
                 elif tag == "prev":
-                    revision = next(revision for revision in traffic if revision != latest)
+                    revision = next((revision for revision in traffic if revision != latest), None)
+                    if revision is None:  # Knative routes the tag only while the traffic is split
+                        return self.reply(404, {"error": f"{name} has no previous revision serving"})
                 else:
                     revisions = [revision for revision, share in traffic.items() if share > 0]
                     revision = random.choices(revisions, weights=[traffic[r] for r in revisions])[0]
