@@ -82,6 +82,8 @@ def _equal(got: Any, want: Any) -> bool:
 # KServe ------------------------------------------------------------------------------------------
 
 READY_CONDITIONS = ("Ready", "PredictorReady", "IngressReady")
+# pkg/constants/constants.go, EnableRoutingTagAnnotationKey: a URL per tagged revision (a canary's own)
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 FAILED_TRANSITIONS = ("BlockedByFailedLoad", "InvalidSpec")
 
 
@@ -265,8 +267,6 @@ def smoke_predictions(protocol: str, answer: Mapping[str, Any]) -> list[Any]:
 # no revisions or traffic, so the Deployment is what proves the rollout.
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-# pkg/constants/constants.go, EnableRoutingTagAnnotationKey
-TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 # pkg/constants/constants.go, StorageInitializerSourceUriInternalAnnotationKey
 SOURCE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
 # pkg/constants/constants.go, ParseDeploymentMode: the pre-0.16 names

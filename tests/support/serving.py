@@ -287,37 +287,31 @@ class ServingStack(PollingThread):
                          failure={"reason": "ModelLoadFailed", "modelRevisionName": new, "message": error})
             return
         canary = predictor.get("canaryTrafficPercent")
-        if canary is not None and canary < 100:
-            self._route(name, repository, {new: 0, old: 100})
-            self._status(namespace, name, ready=new, created=new, rolled_out=old,
-                         traffic={new: 0, old: 100}, transition="UpToDate", active="Loaded", target="Loaded")
+        if canary is not None and canary < 100:  # the canary starts without traffic
+            self._split(namespace, name, repository, new=new, old=old, share=0)
             time.sleep(self.rollout_delay)
-            self._route(name, repository, {new: canary, old: 100 - canary})
-            self._status(namespace, name, ready=new, created=new, rolled_out=old,
-                         traffic={new: canary, old: 100 - canary}, transition="UpToDate", active="Loaded",
-                         target="Loaded")
-            return
-        self._route(name, repository, {new: 100})
-        self._status(namespace, name, ready=new, created=new, rolled_out=new, traffic={new: 100},
-                     transition="UpToDate", active="Loaded", target="Loaded")
+        self._split(namespace, name, repository, new=new, old=old, share=canary)
 
     def _shift_traffic(self, namespace: str, name: str, predictor: dict[str, Any]) -> None:
         """Only ``canaryTrafficPercent`` changed: Knative moves the traffic between the revisions it
         has, and creates none (100, or no share: all of it to the latest, which is then rolled out)."""
         time.sleep(self.rollout_delay)
-        new = self._revision(name, self.revisions[name])
-        old = self._revision(name, self.revisions[name] - 1)
         repository, _ = self.routes[name]
-        share = predictor.get("canaryTrafficPercent")
+        self._split(namespace, name, repository, new=self._revision(name, self.revisions[name]),
+                    old=self._revision(name, self.revisions[name] - 1),
+                    share=predictor.get("canaryTrafficPercent"))
+
+    def _split(self, namespace: str, name: str, repository: ModelRepository, *, new: str, old: str,
+               share: int | None) -> None:
+        """Route and report the traffic as Knative splits it: ``share`` to the new revision and the rest
+        to the old one, or (no share, or 100) all of it to the new one, which is then rolled out."""
         if share is None or share == 100:
-            self._route(name, repository, {new: 100})
-            self._status(namespace, name, ready=new, created=new, rolled_out=new, traffic={new: 100},
-                         transition="UpToDate", active="Loaded", target="Loaded")
-            return
-        self._route(name, repository, {new: share, old: 100 - share})
-        self._status(namespace, name, ready=new, created=new, rolled_out=old,
-                     traffic={new: share, old: 100 - share}, transition="UpToDate", active="Loaded",
-                     target="Loaded")
+            traffic, rolled_out = {new: 100}, new
+        else:
+            traffic, rolled_out = {new: share, old: 100 - share}, old
+        self._route(name, repository, traffic)
+        self._status(namespace, name, ready=new, created=new, rolled_out=rolled_out, traffic=traffic,
+                     transition="UpToDate", active="Loaded", target="Loaded")
 
     def _roll_out_deployment(self, namespace: str, name: str, manifest: dict[str, Any]) -> None:
         """Standard mode: the predictor Deployment takes the new URI on its pod template (a new

@@ -215,6 +215,7 @@ class EvaluateOperator(VersionOperator, SkipMixin):
         fingerprint = gate_fingerprint(self.spec.evaluation.metrics)
         if tags.get(Tag.VERDICT) in ("passed", "rejected") and tags.get(Tag.GATE) == fingerprint:
             passed, summary = tags[Tag.VERDICT] == "passed", tags[Tag.SUMMARY]
+            checks, against = tags.get(Tag.CHECKS), tags.get(Tag.BASELINE_VERSION, "none")
             self.log.info("%s v%s was already evaluated against this gate: %s", name, version, summary)
         else:
             production = self.registry.production()
@@ -233,11 +234,12 @@ class EvaluateOperator(VersionOperator, SkipMixin):
                 self.registry.set_tags(version, {Tag.VERDICT: "error", Tag.SUMMARY: message})
                 raise AirflowFailException(message) from None
             passed, summary = result.passed, result.summary()
+            checks, against = result.to_json(), result.baseline_version or "none"
             self.registry.set_tags(version, {
                 Tag.VERDICT: "passed" if passed else "rejected",
                 Tag.SUMMARY: summary,
-                Tag.CHECKS: result.to_json(),
-                Tag.BASELINE_VERSION: result.baseline_version or "none",
+                Tag.CHECKS: checks,
+                Tag.BASELINE_VERSION: against,
                 Tag.GATE: fingerprint,
             })
             if not passed:
@@ -251,12 +253,10 @@ class EvaluateOperator(VersionOperator, SkipMixin):
         self.registry.set_tags(version, decision)
         self.registry.tag_run(run_id, decision)
 
-        recorded = self.registry.version(version).tags
-        if recorded.get(Tag.CHECKS):
-            baseline = recorded.get(Tag.BASELINE_VERSION, "none")
-            column = "production (none)" if baseline == "none" else f"production (v{baseline})"
+        if checks:
+            column = "production (none)" if against == "none" else f"production (v{against})"
             self.log.info("The evaluation gate, on the candidate run's metrics:\n%s", metric_table(
-                json.loads(recorded[Tag.CHECKS]), version=version, baseline_column=column))
+                json.loads(checks), version=version, baseline_column=column))
         if not passed:
             self.log.warning("REJECTED by the evaluation gate: %s v%s: %s", name, version, summary)
         elif not plan.may_promote:

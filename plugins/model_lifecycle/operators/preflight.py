@@ -60,14 +60,15 @@ class PreflightOperator(VersionStepOperator):
                 raise AirflowFailException(tags[Tag.PREFLIGHT_DETAIL])
         self.log.info("Preflight of %s v%s in %s, from %s.", self.spec.registered_model, version,
                       runtime.title, storage_uri)
-        detail = self._load_and_ask(context, runtime, storage_uri)
+        detail = self._load_and_ask(context, promotion, runtime, storage_uri)
         self.registry.set_tags(version, {Tag.PREFLIGHT_VERDICT: "passed", Tag.PREFLIGHT_DETAIL: detail,
                                          Tag.PREFLIGHT_RUNTIME: runtime.title,
                                          Tag.PREFLIGHT_STORAGE_URI: storage_uri})
         self.log.info("Preflight PASSED: %s", detail)
         return Preflight(runtime=runtime.name, storage_uri=storage_uri, detail=detail).to_xcom()
 
-    def _load_and_ask(self, context: Context, runtime: ServingRuntime, storage_uri: str) -> str:
+    def _load_and_ask(self, context: Context, promotion: PromotionService, runtime: ServingRuntime,
+                      storage_uri: str) -> str:
         import yaml
 
         from model_lifecycle.manifests import read_inference_service
@@ -82,7 +83,7 @@ class PreflightOperator(VersionStepOperator):
                 f"spec {self.spec.name!r}: rollout.kserve.protocol is {rollout.kserve.protocol!r}, and "
                 f"rollout.runtime {runtime.name!r} speaks {list(runtime.protocols)}")
         isvc = gitops.inference_service
-        manifest, _ = PromotionService.of(self).provider.read_file(gitops.base_branch, gitops.manifest_path)
+        manifest, _ = promotion.provider.read_file(gitops.base_branch, gitops.manifest_path)
         model = read_inference_service(manifest, path=gitops.manifest_path, name=isvc.name,
                                        namespace=isvc.namespace)["spec"]["predictor"]["model"]
         problems = check_model_format(runtime, model, manifest=f"{gitops.repository}:{gitops.manifest_path}")
