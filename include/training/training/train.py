@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,13 +16,23 @@ from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training.data import load_window
-
-REQUIRED = (
-    "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MODEL_NAME", "DATA_SOURCE",
-    "DATA_WINDOW_START", "DATA_WINDOW_END",
-    "AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID", "AIRFLOW_CTX_TASK_ID", "AIRFLOW_CTX_TRY_NUMBER",
+from training.data import DataError
+from training.inputs import (
+    CONTRACT_REQUIRED,
+    EVALUATION_DIGEST_TAG,
+    EVALUATION_SOURCE_TAG,
+    TRAINING_END_TAG,
+    WINDOW_END_TAG,
+    WINDOW_START_TAG,
+    ContractError,
+    DataInputs,
+    airflow_tags,
+    mlflow_dataset,
+    read_data_inputs,
+    require,
+    run_job,
 )
+
 # MLflow 3's default, skops, is unreadable for the MLflow 2 of KServe's kserve-mlserver runtime.
 DEFAULT_SERIALIZATION_FORMAT = "cloudpickle"
 SERIALIZATION_FORMATS = ("pickle", "cloudpickle", "skops")
@@ -32,33 +40,13 @@ DEFAULT_PARAMS: dict[str, Any] = {"C": 1.0, "max_iter": 1000, "cv_folds": 5, "se
 MIN_SAMPLES = 40
 
 
-class ContractError(ValueError):
-    """An input of the environment contract is missing or malformed."""
-
-
 def main(environ: Mapping[str, str] = os.environ) -> int:
-    try:
-        inputs = read_inputs(environ)
-    except ContractError as error:
-        print(f"trainer: {error}", file=sys.stderr)
-        return 2
-    run_id = train(**inputs)
-    print(f"trainer: finished MLflow run {run_id}")
-    return 0
+    return run_job("trainer", environ, read_inputs, train)
 
 
 def read_inputs(environ: Mapping[str, str]) -> dict[str, Any]:
-    missing = [name for name in REQUIRED if not environ.get(name)]
-    if missing:
-        raise ContractError(f"missing environment variable(s): {', '.join(missing)}")
-    window = {}
-    for name in ("DATA_WINDOW_START", "DATA_WINDOW_END"):
-        try:
-            window[name] = dt.datetime.fromisoformat(environ[name])
-        except ValueError:
-            raise ContractError(f"{name} is not an ISO 8601 timestamp: {environ[name]!r}") from None
-        if window[name].tzinfo is None:
-            raise ContractError(f"{name} must carry a UTC offset: {environ[name]!r}")
+    require(environ, CONTRACT_REQUIRED)
+    data = read_data_inputs(environ)
     try:
         overrides = json.loads(environ.get("TRAINING_PARAMS") or "{}")
     except json.JSONDecodeError as error:
@@ -72,39 +60,36 @@ def read_inputs(environ: Mapping[str, str]) -> dict[str, Any]:
     tags = {
         "model": environ["MODEL_NAME"],
         "data.source": environ["DATA_SOURCE"],
-        "data.window_start": environ["DATA_WINDOW_START"],
-        "data.window_end": environ["DATA_WINDOW_END"],
-        "airflow.dag_id": environ["AIRFLOW_CTX_DAG_ID"],
-        "airflow.run_id": environ["AIRFLOW_CTX_DAG_RUN_ID"],
-        "airflow.task_id": environ["AIRFLOW_CTX_TASK_ID"],
-        "airflow.try_number": environ["AIRFLOW_CTX_TRY_NUMBER"],
+        WINDOW_START_TAG: environ["DATA_WINDOW_START"],
+        WINDOW_END_TAG: environ["DATA_WINDOW_END"],
+        **airflow_tags(environ),
     }
     serialization_format = environ.get("MODEL_SERIALIZATION_FORMAT") or DEFAULT_SERIALIZATION_FORMAT
     if serialization_format not in SERIALIZATION_FORMATS:
         raise ContractError(f"MODEL_SERIALIZATION_FORMAT is {serialization_format!r}; expected one of "
                             f"{list(SERIALIZATION_FORMATS)}")
     return {
-        "source": environ["DATA_SOURCE"],
+        "data": data,
         "serialization_format": serialization_format,
-        "start": window["DATA_WINDOW_START"],
-        "end": window["DATA_WINDOW_END"],
         "params": {**DEFAULT_PARAMS, **overrides},
         "tags": tags,
     }
 
 
-def train(*, source: str, start: dt.datetime, end: dt.datetime, params: dict[str, Any],
-          tags: dict[str, str], serialization_format: str) -> str:
-    """Cross-validate on the window (stable metrics even on small windows), then fit on all of it."""
-    data = load_window(source, start, end)
-    if len(data.target) < MIN_SAMPLES:
-        raise ValueError(f"the window {start} to {end} holds {len(data.target)} samples; "
-                         f"at least {MIN_SAMPLES} are needed (lengthen the lookback)")
+def train(*, data: DataInputs, params: dict[str, Any], tags: dict[str, str],
+          serialization_format: str) -> str:
+    """Hold out the evaluation dataset, cross-validate on the rest (stable metrics even on small
+    windows), then fit on all of the rest. Both datasets are the run's inputs, with their digests."""
+    split = data.split()
+    training = split.training
+    if len(training.target) < MIN_SAMPLES:
+        raise DataError(f"the window {data.start} to {data.end} holds {len(training.target)} samples to "
+                        f"train on; at least {MIN_SAMPLES} are needed (lengthen the lookback)")
     model = make_pipeline(
         StandardScaler(),
         LogisticRegression(C=float(params["C"]), max_iter=int(params["max_iter"])),
     )
-    binary = len(set(data.target)) == 2
+    binary = len(set(training.target)) == 2
     scoring = {
         "accuracy": "accuracy",
         "f1": "f1" if binary else "f1_macro",
@@ -112,14 +97,22 @@ def train(*, source: str, start: dt.datetime, end: dt.datetime, params: dict[str
         "log_loss": "neg_log_loss",
     }
     folds = StratifiedKFold(int(params["cv_folds"]), shuffle=True, random_state=int(params["seed"]))
-    scores = cross_validate(model, data.features, data.target, cv=folds, scoring=scoring)
+    scores = cross_validate(model, training.features, training.target, cv=folds, scoring=scoring)
     metrics = {name: float(abs(scores[f"test_{name}"].mean())) for name in scoring}
-    model.fit(data.features, data.target)
-    name = f"{tags['model']}-{end:%Y%m%dT%H%M}"
-    with mlflow.start_run(run_name=name, tags=tags) as run:
-        mlflow.log_params({**params, "features": len(data.feature_names)})
-        mlflow.log_metrics({**metrics, "samples": len(data.target), "window_hours": data.hours})
-        example = data.features[:2]
+    model.fit(training.features, training.target)
+    name = f"{tags['model']}-{data.end:%Y%m%dT%H%M}"
+    evaluation = mlflow_dataset(split.evaluation, name="evaluation")
+    run_tags = {**tags, EVALUATION_DIGEST_TAG: evaluation.digest,
+                TRAINING_END_TAG: training.times.max().isoformat(),
+                **({EVALUATION_SOURCE_TAG: data.evaluation_source} if data.evaluation_source else {})}
+    with mlflow.start_run(run_name=name, tags=run_tags) as run:
+        mlflow.log_input(mlflow_dataset(training, name="training"), context="training")
+        mlflow.log_input(evaluation, context="evaluation")
+        mlflow.log_params({**params, "features": len(training.feature_names)})
+        mlflow.log_metrics({**metrics, "samples": len(training.target),
+                            "evaluation_samples": len(split.evaluation.target),
+                            "window_hours": training.hours})
+        example = training.features[:2]
         mlflow.sklearn.log_model(
             model, name="model", input_example=example, serialization_format=serialization_format,
             signature=infer_signature(example, model.predict(example)),
