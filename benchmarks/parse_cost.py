@@ -51,8 +51,8 @@ FLOOR = textwrap.dedent("""
     from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param, chain
     from airflow.providers.standard.operators.empty import EmptyOperator
 
-    TASKS = ["plan", "train", "register", "evaluate", "promote_staging", "open_pr", "wait_for_merge",
-             "verify_rollout", "promote_production"]
+    TASKS = ["plan", "train", "register", "score", "evaluate", "preflight", "promote_staging", "open_pr",
+             "wait_for_merge", "verify_rollout", "promote_production"]
     for index in range({count}):
         with DAG(
             f"floor__{{index}}", schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
@@ -99,7 +99,8 @@ FLOOR = textwrap.dedent("""
         }},
     ):
         chain(*[EmptyOperator(task_id=task) for task in
-                ["resolve", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]])
+                ["resolve", "preflight", "score", "open_pr", "wait_for_merge", "verify_rollout",
+                 "promote_production"]])
 """)
 
 

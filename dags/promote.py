@@ -1,8 +1,10 @@
 """The on-call Airflow DAG ``promote_model_version``: promote any version of any model, or roll back.
 
-resolve → preflight → open_pr → wait_for_merge → verify_rollout → promote_production: the same pull
-request, merge, verification and promotion record as retraining, without training or the gate. The
-trigger form lists the models of ``include/models/``; rolling back is promoting ``previous-production``.
+resolve → preflight → score → open_pr → wait_for_merge → verify_rollout → promote_production: the same
+pull request, merge, verification and promotion record as retraining, without training; the version is
+scored beside the current production on fresh data for the reviewer, and the gate is not enforced.
+The trigger form lists the models of ``include/models/``; rolling back is promoting
+``previous-production``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from model_lifecycle.operators.lifecycle import (
     ResolveVersionOperator,
 )
 from model_lifecycle.operators.preflight import PreflightOperator
+from model_lifecycle.operators.training import scoring_task
 from model_lifecycle.policy import PROMOTION_POOL
 from model_lifecycle.sensors.merge import WaitForMergeSensor
 from model_lifecycle.sensors.rollout import VerifyRolloutSensor
@@ -31,8 +34,12 @@ DOC_MD = """\
 Pick the model, the version (a number, or an alias such as `previous-production`, `production`,
 `staging`), and say why. The run opens a pull request that points the model's InferenceService at
 that version (once the preflight has loaded it in the declared serving runtime); merging it is the
-approval; the rollout is verified as for retraining; then the version
-becomes Production and the one it replaces is archived as `previous-production`.
+approval. Before it is opened, the version and the current production are scored on the evaluation
+dataset of the freshest data (the model's lookback up to now), on its training backend, and the pull
+request shows both side by side with the gate's result; the gate is not enforced here. When no
+comparison can be made (the data or a model cannot be read), the pull request says so plainly. The
+rollout is verified as for retraining; then the version becomes Production and the one it replaces is
+archived as `previous-production`.
 
 **Rolling back** is promoting `previous-production`: the version that was in production before comes
 back, and the current one becomes `previous-production`, so rolling back twice returns to it.
@@ -46,7 +53,9 @@ The reason and who triggered the run are recorded on the version (`promotion.rea
 on purpose: the log says so.
 """
 
-models = sorted(load_catalog().specs)
+catalog = load_catalog().specs
+models = sorted(catalog)
+backends = sorted({spec.training.backend for spec in catalog.values()})
 if models:
     with DAG(
         dag_id="promote_model_version",
@@ -68,12 +77,15 @@ if models:
     ):
         resolve = ResolveVersionOperator(task_id="resolve", spec=MODEL, pool=PROMOTION_POOL)
         preflight = PreflightOperator(task_id="preflight", spec=MODEL, registered=resolve.output)
+        # One score task per backend in use: each scores the models that train there, skips the others.
+        scores = [scoring_task(MODEL, backend, task_id="score" if len(backends) == 1 else f"score_{backend}",
+                               registered=resolve.output, required=False) for backend in backends]
         open_pr = OpenPullRequestOperator(task_id="open_pr", spec=MODEL, registered=resolve.output,
-                                          pool=PROMOTION_POOL)
+                                          pool=PROMOTION_POOL, trigger_rule="none_failed_min_one_success")
         wait_for_merge = WaitForMergeSensor(task_id="wait_for_merge", spec=MODEL, proposal=open_pr.output,
                                             registered=resolve.output)
         verify = VerifyRolloutSensor(task_id="verify_rollout", spec=MODEL, registered=resolve.output,
                                      merge=wait_for_merge.output)
         production = PromoteToProductionOperator(task_id="promote_production", spec=MODEL,
                                                  registered=resolve.output, outlets=[PRODUCTION_ALIAS])
-        chain(resolve, preflight, open_pr, wait_for_merge, verify, production)
+        chain(resolve, preflight, scores, open_pr, wait_for_merge, verify, production)

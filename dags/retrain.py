@@ -1,6 +1,6 @@
 """Airflow DAGs that retrain models: one ``retrain__<model>`` DAG per spec in ``include/models/``.
 
-plan → train → register → evaluate → preflight → promote_staging → open_pr → wait_for_merge →
+plan → train → register → score → evaluate → preflight → promote_staging → open_pr → wait_for_merge →
 verify_rollout → promote_production; with a canary stage (``rollout.kserve.canary``), open_pr proposes
 the canary share and verify_canary → open_full_rollout → wait_for_full_rollout come before
 verify_rollout. The tasks live in ``plugins/model_lifecycle``; this file only reads the specs and wires
@@ -23,20 +23,25 @@ from model_lifecycle.operators.lifecycle import (
     RegisterOperator,
 )
 from model_lifecycle.operators.preflight import PreflightOperator
-from model_lifecycle.operators.training import training_task
+from model_lifecycle.operators.training import scoring_task, training_task
 from model_lifecycle.policy import PROMOTION_POOL
 from model_lifecycle.sensors.merge import WaitForMergeSensor
 from model_lifecycle.sensors.rollout import rollout_task
-from model_lifecycle.specs import ModelSpec, load_catalog
+from model_lifecycle.specs import MetricGate, ModelSpec, load_catalog
+
+
+def gate_row(metric: str, gate: MetricGate) -> str:
+    cells = (gate.threshold, gate.min_absolute_change, gate.min_relative_change, gate.max_regression)
+    return (f"| {metric} | {'higher' if gate.greater_is_better else 'lower'} | "
+            + " | ".join("-" if cell is None else f"{cell:g}" for cell in cells) + " |")
 
 
 def doc_md(spec: ModelSpec) -> str:
-    gates = "\n".join(
-        f"| {metric} | {gate.goal} | {gate.min if gate.min is not None else '-'} | "
-        f"{gate.max if gate.max is not None else '-'} | "
-        f"{gate.max_regression if gate.max_regression is not None else '-'} |"
-        for metric, gate in spec.evaluation.metrics.items()
-    )
+    gates = "\n".join(gate_row(metric, gate) for metric, gate in spec.evaluation.metrics.items())
+    evaluation = spec.evaluation
+    drawn = (f"the data of `{evaluation.dataset.source}` in the same window" if evaluation.dataset.source
+             else f"the most recent {evaluation.dataset.holdout_fraction:.0%} of the window, held out from "
+                  "training")
     isvc = spec.gitops.inference_service
     return f"""\
 # Retrain `{spec.registered_model}`
@@ -45,16 +50,21 @@ def doc_md(spec: ModelSpec) -> str:
 
 Trains on the `{spec.data.lookback_days}`-day window of `{spec.data.source}` that ends where the run's
 data interval ends (a manual run without a logical date: where it was triggered), registers the
-version in MLflow (experiment `{spec.experiment}`), gates it, and proposes it to InferenceService
-`{isvc.namespace}/{isvc.name}` through `{spec.gitops.manifest_path}` on `{spec.gitops.base_branch}`.
-Before the pull request, the preflight loads the candidate from the URI the manifest will pin in the
-serving runtime `{spec.rollout.runtime}` and sends it the smoke request; a version it cannot load is
-rejected with the runtime's error. Merging the change is the approval; the version becomes Production
-once the rollout is verified.{canary_doc(spec)}
+version in MLflow (experiment `{spec.experiment}`), scores it beside the production version on the
+evaluation dataset ({drawn}) with `mlflow.models.evaluate`, gates it on those figures, and proposes
+it to InferenceService `{isvc.namespace}/{isvc.name}` through `{spec.gitops.manifest_path}` on
+`{spec.gitops.base_branch}`. Before the pull request, the preflight loads the candidate from the URI
+the manifest will pin in the serving runtime `{spec.rollout.runtime}` and sends it the smoke request;
+a version it cannot load is rejected with the runtime's error. Merging the change is the approval; the
+version becomes Production once the rollout is verified.{canary_doc(spec)}
 Training runs on backend `{spec.training.backend}`; the rollout is verified on target `{spec.rollout.target}`.
 
-| metric | goal | min | max | max regression vs production |
-| --- | --- | --- | --- | --- |
+The gate, in the terms of MLflow's `MetricThreshold` (`max_regression`: how much worse than the
+production version the candidate may be); a production version that cannot be scored:
+`{evaluation.if_champion_unavailable}`.
+
+| metric | better | threshold | min absolute change | min relative change | max regression |
+| --- | --- | --- | --- | --- | --- |
 {gates}
 
 **Backfills and old windows never promote**: a backfill run, or one whose window ends before the
@@ -116,8 +126,11 @@ def retrain_dag(spec: ModelSpec) -> DAG:
             execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes),
         )
         register = RegisterOperator(task_id="register", spec=spec, plan=plan.output)
+        score = scoring_task(spec, spec.training.backend, task_id="score", plan=plan.output,
+                             registered=register.output,
+                             execution_timeout=dt.timedelta(minutes=spec.evaluation.timeout_minutes))
         evaluate = EvaluateOperator(task_id="evaluate", spec=spec, plan=plan.output,
-                                    registered=register.output)
+                                    registered=register.output, scoring=score.output)
         preflight = PreflightOperator(task_id="preflight", spec=spec, registered=register.output)
         staging = PromoteToStagingOperator(task_id="promote_staging", spec=spec, registered=register.output)
         canary = spec.rollout.kserve.canary is not None
@@ -138,7 +151,7 @@ def retrain_dag(spec: ModelSpec) -> DAG:
         verify = rollout_task(spec, task_id="verify_rollout", registered=register.output, merge=merged.output)
         production = PromoteToProductionOperator(task_id="promote_production", spec=spec,
                                                  registered=register.output, outlets=[PRODUCTION_ALIAS])
-        chain(plan, train, register, evaluate, preflight, staging, *rollout_steps, verify, production)
+        chain(plan, train, register, score, evaluate, preflight, staging, *rollout_steps, verify, production)
     return dag
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from model_lifecycle.gitops import GitOpsProvider
     from model_lifecycle.hooks.mlflow import MlflowHook
     from model_lifecycle.operators.base import ModelLifecycleOperator
+    from model_lifecycle.policy import Comparison, GateResult
     from model_lifecycle.registry import ModelRegistry
     from model_lifecycle.results import Proposal
     from model_lifecycle.specs import ModelSpec
@@ -281,13 +282,24 @@ class PromotionService:
     def _evidence(self, version: str, airflow_run_url: str) -> Evidence:
         """What the reviewer reads, from the version's record: data, gate, decision, links."""
         from model_lifecycle.evidence import Evidence
-        from model_lifecycle.links import MLFLOW_RUN, MODEL_VERSION, version_links
+        from model_lifecycle.links import MLFLOW_RUN, MODEL_VERSION, mlflow_run_url, version_links
         from model_lifecycle.registry import Tag
 
         isvc = self.spec.gitops.inference_service
         tags = self.registry.version(version).tags
         links = version_links(self.registry, self.mlflow.ui_url, version)
-        baseline = tags.get(Tag.BASELINE_VERSION)
+        judged = self.judge(tags[Tag.EVALUATION_RUN]) if Tag.EVALUATION_RUN in tags else None
+        comparison = {}
+        if judged is not None:
+            scored, gate = judged
+            comparison = dict(
+                checks=json.loads(gate.to_json()),
+                roles={model.role: model.version for model in scored.scored},
+                gate_summary=gate.summary(),
+                dataset_digest=scored.dataset_digest,
+                evaluation_window=(scored.window_start, scored.window_end),
+                evaluation_run_url=mlflow_run_url(self.mlflow.ui_url, scored.experiment_id, scored.run_id),
+            )
         return Evidence(
             registered_model=self.spec.registered_model,
             version=version,
@@ -296,14 +308,23 @@ class PromotionService:
             window_start=tags.get(Tag.WINDOW_START, "unknown"),
             window_end=tags.get(Tag.WINDOW_END, "unknown"),
             data_source=tags.get(Tag.DATA_SOURCE, self.spec.data.source),
-            checks=json.loads(tags.get(Tag.CHECKS, "[]")),
-            baseline_version=None if baseline in (None, "none") else baseline,
             mlflow_run_url=links[MLFLOW_RUN],
             mlflow_version_url=links[MODEL_VERSION],
             airflow_run_url=airflow_run_url,
             decision=tags.get(Tag.PROMOTION_DECISION, "not recorded"),
             production_version=production.version if (production := self.registry.production()) else None,
+            no_comparison_reason=tags.get(Tag.NO_FRESH_COMPARISON),
+            **comparison,
         )
+
+    def judge(self, evaluation_run_id: str) -> tuple[Comparison, GateResult]:
+        """The comparison an evaluation run made, and the spec's gate on it."""
+        from model_lifecycle.policy import evaluate_gate
+
+        comparison = self.registry.comparison(evaluation_run_id)
+        evaluation = self.spec.evaluation
+        return comparison, evaluate_gate(evaluation.metrics, comparison,
+                                         if_champion_unavailable=evaluation.if_champion_unavailable)
 
     def _record_serving_revision(self, version: str) -> None:
         """The predictor revision serving before the change: the rollout check waits for a newer one.

@@ -19,7 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-from model_lifecycle.policy import DataWindow
+from model_lifecycle.policy import Comparison, DataWindow, ScoredModel
 from model_lifecycle.specs import ModelSpec
 
 if TYPE_CHECKING:
@@ -45,11 +45,29 @@ class Tag:
     STATUS = "lifecycle.status"
     REJECTED_REASON = "lifecycle.rejected_reason"
 
+    # The evaluation dataset the trainer held out (run tag, carried to the version)
+    EVALUATION_DIGEST = "data.evaluation_digest"
+
     VERDICT = "evaluation.verdict"
     SUMMARY = "evaluation.summary"
     CHECKS = "evaluation.checks"
     BASELINE_VERSION = "evaluation.baseline_version"
     GATE = "evaluation.gate"
+    # The comparison: the evaluation run that scored the version beside the champion, its dataset, every
+    # role's figures (evaluation.scores.<role>, JSON), and why the champion was not compared, if not.
+    EVALUATION_RUN = "evaluation.run_id"
+    DATASET_DIGEST = "evaluation.dataset_digest"
+    SCORES_PREFIX = "evaluation.scores."
+    CHAMPION_PROBLEM = "evaluation.champion_problem"
+    # Why a manual promotion could not score the version against the current production.
+    NO_FRESH_COMPARISON = "evaluation.no_fresh_comparison"
+    # Tags of the evaluation runs the evaluator logs (its environment contract)
+    EVALUATION_KEY = "evaluation.key"
+    EVALUATION_MODELS = "evaluation.models"
+    EVALUATION_ROLE = "evaluation.role"
+    EVALUATION_ERROR = "evaluation.error"
+    EVALUATION_WINDOW_START = "data.evaluation_window_start"
+    EVALUATION_WINDOW_END = "data.evaluation_window_end"
 
     PREFLIGHT_VERDICT = "preflight.verdict"
     PREFLIGHT_DETAIL = "preflight.detail"
@@ -176,6 +194,56 @@ class ModelRegistry:
     def metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)
 
+    def evaluation_runs(self, key: str, *, status: str) -> list[Run]:
+        """The evaluator's runs of one comparison (``training.evaluation_key``), newest first."""
+        experiment_id = self.experiment_id()
+        if experiment_id is None:
+            return []
+        query = f"tags.`{Tag.EVALUATION_KEY}` = '{_quoted(key)}' and attributes.status = '{status}'"
+        return list(self.client.search_runs([experiment_id], filter_string=query,
+                                            order_by=["start_time DESC"]))
+
+    def finished_evaluation(self, key: str) -> Run | None:
+        runs = self.evaluation_runs(key, status=RunStatus.to_string(RunStatus.FINISHED))
+        return runs[0] if runs else None
+
+    def fail_unfinished_evaluations(self, key: str) -> list[str]:
+        """Evaluation runs an interrupted attempt left RUNNING, and their nested runs, marked KILLED."""
+        killed = []
+        for run in self.evaluation_runs(key, status=RunStatus.to_string(RunStatus.RUNNING)):
+            for nested in self._nested_runs(run):
+                if nested.info.status == RunStatus.to_string(RunStatus.RUNNING):
+                    self.client.set_terminated(nested.info.run_id, status="KILLED")
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            killed.append(run.info.run_id)
+        return killed
+
+    def comparison(self, run_id: str) -> Comparison:
+        """What the evaluation run ``run_id`` found: each role's version and figures on its dataset."""
+        run = self.client.get_run(run_id)
+        tags = run.data.tags
+        uris = json.loads(tags.get(Tag.EVALUATION_MODELS) or "{}")
+        scored = []
+        for nested in self._nested_runs(run):
+            role = nested.data.tags.get(Tag.EVALUATION_ROLE)
+            if role not in uris:
+                continue
+            error = nested.data.tags.get(Tag.EVALUATION_ERROR)
+            if error is None and nested.info.status != RunStatus.to_string(RunStatus.FINISHED):
+                error = f"its evaluation run {nested.info.run_id} ended {nested.info.status}"
+            metrics = dict(nested.data.metrics) if error is None else {}
+            scored.append(ScoredModel(role=role, version=uris[role].rsplit("/", 1)[-1], metrics=metrics,
+                                      error=error))
+        return Comparison(run_id=run_id, dataset_digest=tags.get(Tag.DATASET_DIGEST, ""),
+                          window_start=tags.get(Tag.EVALUATION_WINDOW_START, ""),
+                          window_end=tags.get(Tag.EVALUATION_WINDOW_END, ""),
+                          scored=tuple(sorted(scored, key=lambda model: list(uris).index(model.role))),
+                          experiment_id=run.info.experiment_id)
+
+    def _nested_runs(self, run: Run) -> list[Run]:
+        return list(self.client.search_runs(
+            [run.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"))
+
     def tag_run(self, run_id: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
@@ -263,6 +331,13 @@ class ModelRegistry:
         for key, value in tags.items():
             if key not in current:
                 self.client.set_model_version_tag(self.name, version, key, str(value))
+
+    def drop_tags(self, version: str, keys: list[str]) -> None:
+        """Remove the tags among ``keys`` that the version has."""
+        present = self.version(version).tags
+        for key in keys:
+            if key in present:
+                self.client.delete_model_version_tag(self.name, version, key)
 
     def reject(self, version: str, reason: str, extra: Mapping[str, str] | None = None) -> None:
         self.set_tags(version, {**(extra or {}), Tag.STATUS: Status.REJECTED, Tag.REJECTED_REASON: reason})

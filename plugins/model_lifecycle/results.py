@@ -7,6 +7,7 @@ values read the same in the UI, in the REST API and in any Airflow version, and 
 
     plan ─▶ Plan            the data window and whether this run may promote
     register ─▶ RegisteredVersion   the model version and the MLflow run it was registered from
+    score ─▶ Scoring        the evaluation run that scored it beside the champion, or why none could
     preflight ─▶ Preflight  the runtime that loaded the candidate, from which URI, and its answer
     open_pr ─▶ Proposal     the pull request (a ChangeRef), or none: the base branch already pins it
     wait_for_merge ─▶ Merge who merged and approved, and the merge commit
@@ -73,6 +74,17 @@ class RegisteredVersion(XComResult):
 
     version: str
     run_id: str
+
+
+@dataclass(frozen=True)
+class Scoring(XComResult):
+    """The evaluation run that scored the version (role ``challenger``) and the versions it is compared
+    with, each in its role, on one evaluation dataset. ``run_id`` is None when no comparison could be
+    made (a manual promotion goes on without one); ``problem`` says why."""
+
+    run_id: str | None
+    versions: dict[str, str]
+    problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -133,25 +133,78 @@ class Data(Strict):
 
 
 class MetricGate(Strict):
-    """Bounds for one metric: absolute ``min``/``max`` and the largest allowed regression against the
-    production version, in the metric's own units, in the direction that ``goal`` says is worse."""
+    """One metric of the gate, in the terms of MLflow's ``mlflow.models.MetricThreshold``, judged on
+    the evaluation dataset where the challenger and the champion are scored side by side:
 
-    goal: Literal["maximize", "minimize"] = "maximize"
-    min: float | None = None
-    max: float | None = None
+    - ``threshold``: the value the challenger must reach (at least it, or at most it when lower is
+      better);
+    - ``min_absolute_change`` and ``min_relative_change``: how much better than the champion it must
+      be (MLflow takes only improvements: positive numbers, the relative one a fraction);
+    - ``max_regression``: how much worse than the champion it may be, in the metric's units. It is
+      this project's, not MLflow's: a retrained model is often as good as the champion, not better.
+    """
+
+    greater_is_better: bool
+    threshold: float | None = None
+    min_absolute_change: float | None = Field(default=None, gt=0)
+    min_relative_change: float | None = Field(default=None, ge=0, le=1)
     max_regression: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_terms(cls, data: Any) -> Any:
+        former = sorted({"goal", "min", "max"} & set(data)) if isinstance(data, Mapping) else []
+        if former:
+            raise ValueError(f"{', '.join(former)}: the gate speaks MLflow's MetricThreshold terms now; "
+                             f"write {json.dumps(migrated_gate(data))}")
+        return data
 
     @model_validator(mode="after")
     def _something_to_check(self) -> MetricGate:
-        if self.min is None and self.max is None and self.max_regression is None:
-            raise ValueError("give at least one of min, max, max_regression")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if (self.threshold, self.min_absolute_change, self.min_relative_change, self.max_regression) == (
+                None, None, None, None):
+            raise ValueError("give at least one of threshold, min_absolute_change, min_relative_change, "
+                             "max_regression")
+        if self.max_regression is not None and (self.min_absolute_change or self.min_relative_change):
+            raise ValueError("max_regression allows the challenger to be worse than the champion, "
+                             "min_absolute_change and min_relative_change require it to be better: give "
+                             "one or the other")
         return self
+
+
+def migrated_gate(former: Mapping[str, Any]) -> dict[str, Any]:
+    """The MetricThreshold terms of a gate written as ``goal``, ``min``, ``max``, ``max_regression``."""
+    greater_is_better = former.get("goal", "maximize") != "minimize"
+    migrated: dict[str, Any] = {"greater_is_better": greater_is_better}
+    bound = former.get("min" if greater_is_better else "max")
+    if bound is not None:
+        migrated["threshold"] = bound
+    migrated.update({key: value for key, value in former.items() if key not in ("goal", "min", "max")})
+    return migrated
+
+
+class EvaluationDataset(Strict):
+    """How the evaluation dataset is drawn from the run's data window: the most recent
+    ``holdout_fraction`` of it, which the trainer does not train on; or, with ``source``, that
+    source's data of the window."""
+
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    source: NonEmptyStr | None = None
 
 
 class Evaluation(Strict):
     metrics: dict[NonEmptyStr, MetricGate] = Field(min_length=1)
+    dataset: EvaluationDataset = Field(default_factory=EvaluationDataset)
+    model_type: Literal["classifier", "regressor"] = "classifier"
+    # Aliases of further versions scored beside the champion, for the record (the gate reads the
+    # champion's figures only).
+    compare_with: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list)
+    # A champion that cannot be loaded: judge the challenger on the thresholds alone, or block.
+    if_champion_unavailable: Literal["thresholds_only", "block"] = "thresholds_only"
+    # The evaluator, in the training image, run by the training backend.
+    command: list[NonEmptyStr] = Field(default_factory=lambda: ["python", "-m", "training.evaluate"],
+                                       min_length=1)
+    timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
 
 class InferenceServiceRef(Strict):

@@ -43,7 +43,9 @@ def test_promote_dag_offers_the_models_and_requires_a_reason(monkeypatch: pytest
     dag = parse(SHIPPED_SPECS, monkeypatch).dags["promote_model_version"]
     assert type(dag.timetable).__name__ == "NullTimetable"  # manual only
     assert [task.task_id for task in dag.topological_sort()] == [
-        "resolve", "preflight", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
+        "resolve", "preflight", "score", "open_pr", "wait_for_merge", "verify_rollout", "promote_production"]
+    # the version is scored against the current production for the reviewer; that cannot block it
+    assert dag.task_dict["score"].required is False
     # resolving takes the InferenceService on, so it runs in the promotion pool as open_pr does
     assert {dag.task_dict[task].pool for task in ("resolve", "open_pr")} == {"model_lifecycle_promotion"}
     assert [link.name for link in dag.task_dict["promote_production"].operator_extra_links] == [
@@ -62,7 +64,7 @@ def test_promote_dag_offers_the_models_and_requires_a_reason(monkeypatch: pytest
 
 def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) -> None:
     dag = parse(SHIPPED_SPECS, monkeypatch).dags["retrain__demo"]
-    order = ["plan", "train", "register", "evaluate", "preflight", "promote_staging", "open_pr",
+    order = ["plan", "train", "register", "score", "evaluate", "preflight", "promote_staging", "open_pr",
              "wait_for_merge", "verify_rollout", "promote_production"]
     assert [task.task_id for task in dag.topological_sort()] == order
     for upstream, downstream in zip(order, order[1:], strict=False):
@@ -75,7 +77,7 @@ def test_retrain_dag_shape_schedule_and_form(monkeypatch: pytest.MonkeyPatch) ->
     assert dag.task_dict["wait_for_merge"].__class__.__name__ == "WaitForMergeSensor"
     assert [task.task_id for task in dag.tasks if task.pool == "model_lifecycle_promotion"] == ["open_pr"]
     linked = [task.task_id for task in dag.tasks if task.operator_extra_links]
-    assert linked == order[3:]  # every task that works on a registered version
+    assert linked == order[4:]  # every task that works on a registered version, past its scoring
 
 
 @pytest.mark.parametrize(
@@ -224,7 +226,7 @@ def test_a_canary_stage_adds_its_steps_before_the_full_rollout(tmp_path: Path,
     document["rollout"].update(target="kserve", kserve={"canary": {"traffic_percent": 10}})
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(document))
     dag = parse(tmp_path, monkeypatch).dags["retrain__demo"]
-    assert [task.task_id for task in dag.topological_sort()][6:] == [
+    assert [task.task_id for task in dag.topological_sort()][7:] == [
         "open_pr", "wait_for_merge", "verify_canary", "open_full_rollout", "wait_for_full_rollout",
         "verify_rollout", "promote_production"]
     assert dag.task_dict["open_pr"].canary and dag.task_dict["verify_canary"].canary

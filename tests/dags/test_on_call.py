@@ -101,9 +101,16 @@ def test_rolling_back_restores_the_previous_version_end_to_end(write_spec, gitop
     assert record["promotion.airflow_run_url"].endswith(f"/dags/{PROMOTE}/runs/{quote(run.run_id, safe='')}")
     assert record["pr.merge_sha"] == git(gitops_repo, "rev-parse", "main").strip()
     assert found["2"].tags["lifecycle.status"] == "archived"
-    # the pull request did not pass v1's figures of its own time off as a comparison with v2
+    # v1 was scored against the production of then, v2, on fresh data, and the pull request shows it
     body = git(gitops_repo, "log", "-1", "--format=%B", f"{record['pr.merge_sha']}^2")
-    assert "current production v2" in body and "**No fresh comparison was made**" in body
+    assert "| metric | v1 (challenger) | production v2 (champion) | change vs champion |" in body
+    assert "No fresh comparison" not in body
+    fresh = mlflow_client.get_run(record["evaluation.run_id"])
+    assert fresh.data.tags["airflow.dag_id"] == PROMOTE
+    assert json.loads(fresh.data.tags["evaluation.models"]) == {
+        "challenger": f"models:/{spec.registered_model}/1", "champion": f"models:/{spec.registered_model}/2"}
+    # the freshest window: the model's lookback up to the moment the rollback was triggered
+    assert fresh.data.tags["data.evaluation_window_end"] > found["2"].tags["data.window_end"]
 
     # the on-call engineer heard of the pull request and of the promotion, with the links to open
     version_url = f"{mlflow_server.url}/#/models/{spec.registered_model}/versions/1"
@@ -206,7 +213,7 @@ def test_rejections_are_notified_by_webhook_and_email(write_spec, gitops_repo: P
         monkeypatch.setenv("AIRFLOW_CONN_ONCALL_SMTP", json.dumps({
             "conn_type": "smtp", "host": "127.0.0.1", "port": mail.port,
             "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "airflow@example.com"}}))
-        spec = write_spec(evaluation={"metrics": {"accuracy": {"min": 0.999}}}, notifications={
+        spec = write_spec(evaluation={"metrics": {"accuracy_score": {"threshold": 0.999}}}, notifications={
             **WEBHOOK, "email": {"to": ["oncall@example.com"], "connection_id": "oncall_smtp"}})
         run = manual_run(load_dag(spec.dag_id))
         assert states(run)["evaluate"] == "success" and states(run)["promote_staging"] == "skipped"
@@ -214,7 +221,8 @@ def test_rejections_are_notified_by_webhook_and_email(write_spec, gitops_repo: P
         version_url = f"{mlflow_server.url}/#/models/{spec.registered_model}/versions/1"
         [text] = webhook.texts()
         assert text.startswith(f"[rejected] {spec.registered_model} v1 for models/demo-breast-cancer")
-        assert "The evaluation gate rejected" in text and "is below the minimum 0.999" in text
+        assert "The evaluation gate rejected" in text
+        assert "misses the threshold: at least 0.999 is required" in text
         assert f"Model version: {version_url}" in text
         [message] = mail.received
         assert message.recipients == ["oncall@example.com"] and message.sender == "airflow@example.com"

@@ -20,7 +20,7 @@ from model_lifecycle.operators.lifecycle import (
     ResolveVersionOperator,
 )
 from model_lifecycle.operators.preflight import PreflightOperator
-from model_lifecycle.operators.training import LocalTrainingOperator, training_task
+from model_lifecycle.operators.training import LocalTrainingOperator, scoring_task, training_task
 from model_lifecycle.results import Merge, RegisteredVersion
 from model_lifecycle.sensors.merge import WaitForMergeSensor, approval
 from model_lifecycle.sensors.rollout import VerifyRolloutSensor, rollout_task
@@ -37,8 +37,10 @@ def wired() -> dict[str, Any]:
             "plan": plan,
             "train": training_task(SPEC, task_id="train", plan=plan.output),
             "register": (register := RegisterOperator(task_id="register", spec=SPEC, plan=plan.output)),
+            "score": (score := scoring_task(SPEC, "local", task_id="score", plan=plan.output,
+                                            registered=register.output)),
             "evaluate": EvaluateOperator(task_id="evaluate", spec=SPEC, plan=plan.output,
-                                         registered=register.output),
+                                         registered=register.output, scoring=score.output),
             "preflight": PreflightOperator(task_id="preflight", spec=SPEC, registered=register.output),
             "promote_staging": PromoteToStagingOperator(task_id="promote_staging", spec=SPEC,
                                                         registered=register.output),
@@ -60,7 +62,8 @@ def wired() -> dict[str, Any]:
     ("plan", (), set()),
     ("train", ("plan",), {"plan"}),
     ("register", ("plan",), {"plan"}),
-    ("evaluate", ("plan", "registered"), {"plan", "register"}),
+    ("score", ("plan", "registered"), {"plan", "register"}),
+    ("evaluate", ("plan", "registered", "scoring"), {"plan", "register", "score"}),
     ("preflight", ("registered",), {"register"}),
     ("promote_staging", ("registered",), {"register"}),
     ("open_pr", ("registered",), {"register"}),

@@ -26,9 +26,10 @@ PROMOTION_TASKS = ["preflight", "promote_staging", "open_pr", "wait_for_merge", 
 RECORD = [
     "data.source", "data.window_start", "data.window_end", "airflow.dag_id", "airflow.run_id",
     "airflow.run_url", "evaluation.verdict", "evaluation.summary", "evaluation.checks",
-    "evaluation.baseline_version", "promotion.decision", "pr.url", "pr.branch", "pr.merge_sha",
-    "pr.merged_by", "pr.merged_at", "rollout.verified_at", "rollout.detail", "promotion.staging_at",
-    "promotion.production_at", "lifecycle.status",
+    "evaluation.baseline_version", "evaluation.run_id", "evaluation.dataset_digest",
+    "evaluation.scores.challenger", "data.evaluation_digest", "promotion.decision", "pr.url", "pr.branch",
+    "pr.merge_sha", "pr.merged_by", "pr.merged_at", "rollout.verified_at", "rollout.detail",
+    "promotion.staging_at", "promotion.production_at", "lifecycle.status",
 ]
 
 
@@ -92,8 +93,9 @@ def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_rep
     assert set(states(first).values()) == {"success"}, states(first)
     # the evaluate log shows the gate's figures, not only a count of checks
     output = capsys.readouterr().out
-    assert "| metric | candidate v1 | bounds | production (none) | regression (max) | result |" in output
-    row = r"\| accuracy \(maximize\) \| 0\.\d{4} \| >= 0\.9 \| - \| n/a \(0\.03\) \| pass \|"
+    assert "| metric | v1 (challenger) | change vs champion | required | result |" in output
+    row = (r"\| accuracy_score \(higher is better\) \| 0\.\d{4} \| - \| >= 0\.9; at most 0\.03 worse "
+           r"\| pass \|")
     assert re.search(row, output)
     branch = f"model-lifecycle/models/demo-breast-cancer/{spec.registered_model}-v1"
     assert reviewer.handled == [(branch, "merge")]
@@ -130,8 +132,15 @@ def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_rep
     description = git(gitops_repo, "log", "-1", "--format=%B", head)
     assert description.startswith(f"Promote {spec.registered_model} v1 to InferenceService "
                                   "models/demo-breast-cancer")
-    assert "| accuracy (maximize) |" in description and f"/#/models/{spec.registered_model}/versions/1" \
-        in description
+    assert "| accuracy_score (higher is better) |" in description
+    assert f"/#/models/{spec.registered_model}/versions/1" in description
+    # the evaluation dataset is the one the trainer held out, and the comparison is an MLflow run
+    assert v1.tags["evaluation.dataset_digest"] == v1.tags["data.evaluation_digest"]
+    assert v1.tags["evaluation.dataset_digest"] in description
+    evaluation = mlflow_client.get_run(v1.tags["evaluation.run_id"])
+    assert [d.dataset.digest for d in evaluation.inputs.dataset_inputs] == [v1.tags["data.evaluation_digest"]]
+    assert [d.dataset.digest for d in run.inputs.dataset_inputs if any(
+        t.value == "evaluation" for t in d.tags)] == [v1.tags["data.evaluation_digest"]]
     assert "# set by the retraining DAG" in manifest_on_main(gitops_repo, spec)  # comments survive
     assert "model-lifecycle/model-version: '1'" in manifest_on_main(gitops_repo, spec)
 
@@ -142,6 +151,13 @@ def test_cycle_promotes_then_the_next_version_archives_it(write_spec, gitops_rep
     assert aliases(mlflow_client, spec) == {"production": "2", "previous-production": "1"}
     assert found["2"].tags["promotion.previous_production_version"] == "1"
     assert found["2"].tags["evaluation.baseline_version"] == "1"
+    # v2 and v1 were scored on v2's evaluation dataset, side by side
+    scores = {role: json.loads(found["2"].tags[f"evaluation.scores.{role}"])
+              for role in ("challenger", "champion")}
+    assert (scores["challenger"]["version"], scores["champion"]["version"]) == ("2", "1")
+    assert {"accuracy_score", "roc_auc", "log_loss"} <= set(scores["champion"]["metrics"])
+    second_pr = git(gitops_repo, "log", "-1", "--format=%B", found["2"].tags["pr.head_sha"])
+    assert "| metric | v2 (challenger) | production v1 (champion) | change vs champion |" in second_pr
     assert found["1"].tags["lifecycle.status"] == "archived"
     assert found["1"].tags["promotion.succeeded_by_version"] == "2"
     assert "model-lifecycle/model-version: '2'" in manifest_on_main(gitops_repo, spec)
@@ -250,37 +266,39 @@ def test_version_that_fails_the_gate_is_rejected_not_crashed(write_spec, gitops_
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # An experiment chosen in the worker's environment (mlflow.set_experiment exports it) is not the
     # trainer's: the spec's experiment is.
-    spec = write_spec(evaluation={"metrics": {"accuracy": {"min": 0.999}}})
+    spec = write_spec(evaluation={"metrics": {"accuracy_score": {"threshold": 0.999}}})
     mlflow_client.create_experiment(spec.experiment)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", mlflow_client.create_experiment(f"{spec.name}-elsewhere"))
     run = manual_run(load_dag(spec.dag_id))
     found = states(run)
     assert run.state == "success"
-    assert [found[t] for t in ("plan", "train", "register", "evaluate")] == ["success"] * 4
+    assert [found[t] for t in ("plan", "train", "register", "score", "evaluate")] == ["success"] * 5
     assert {found[task] for task in PROMOTION_TASKS} == {"skipped"}
     version = versions(mlflow_client, spec)["1"]
     assert version.tags["lifecycle.status"] == "rejected"
     assert version.tags["evaluation.verdict"] == "rejected"
-    assert "is below the minimum 0.999" in version.tags["lifecycle.rejected_reason"]
-    checks = json.loads(version.tags["evaluation.checks"])
-    assert checks[0]["metric"] == "accuracy" and checks[0]["passed"] is False
+    assert "misses the threshold: at least 0.999 is required" in version.tags["lifecycle.rejected_reason"]
+    checks = {check["metric"]: check for check in json.loads(version.tags["evaluation.checks"])}
+    assert checks["accuracy_score"]["passed"] is False
     assert aliases(mlflow_client, spec) == {} and version.current_stage == "None"
     assert promotion_branches(gitops_repo) == []
 
 
 def test_metric_the_run_lacks_fails_evaluation_naming_it(write_spec, mlflow_client: Any,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    spec = write_spec(evaluation={"metrics": {"precision_at_10": {"min": 0.5}}})
+    gate = {"greater_is_better": True, "threshold": 0.5}
+    spec = write_spec(evaluation={"metrics": {"precision_at_10": gate}})
     run = manual_run(load_dag(spec.dag_id))
     found = states(run)
     assert run.state == "failed"
     assert found["evaluate"] == "failed"
     assert {found[task] for task in PROMOTION_TASKS} == {"upstream_failed"}
-    assert "names metric(s) ['precision_at_10'] but the run logged only" in capsys.readouterr().out
+    problem = "names metric(s) ['precision_at_10'] but the evaluation of the challenger produced only"
+    assert problem in capsys.readouterr().out
     assert aliases(mlflow_client, spec) == {}
     version = versions(mlflow_client, spec)["1"]  # and the version says why it went no further
     assert version.tags["evaluation.verdict"] == "error"
-    assert "names metric(s) ['precision_at_10'] but the run logged only" in version.tags["evaluation.summary"]
+    assert problem in version.tags["evaluation.summary"]
 
 
 @pytest.mark.parametrize(("gitops", "problem"), [

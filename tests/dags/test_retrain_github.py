@@ -47,7 +47,8 @@ def test_cycle_promotes_through_a_reviewed_pull_request(write_spec, github: Fake
     assert (pull.state, pull.merged_by, pull.labels) == ("closed", "alice", ["model-promotion"])
     assert pull.head == f"model-lifecycle/models/demo-breast-cancer/{spec.registered_model}-v1"
     assert pull.title == f"Promote {spec.registered_model} v1 to InferenceService models/demo-breast-cancer"
-    for evidence in ("| accuracy (maximize) |", "| roc_auc (maximize) |", "/#/experiments/",
+    for evidence in ("| accuracy_score (higher is better) |", "| roc_auc (higher is better) |",
+                     "/#/experiments/",
                      f"/#/models/{spec.registered_model}/versions/1",
                      "- Data: `sklearn:breast_cancer`, window",
                      f"- Airflow run: http://localhost:8080/dags/{spec.dag_id}/runs/"):

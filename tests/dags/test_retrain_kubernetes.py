@@ -84,10 +84,11 @@ def test_cycle_with_training_pods_and_a_kserve_rollout(write_spec, gitops_repo: 
 
     # the training pod: labelled, credentials from the Secret (never inlined), deleted after success
     kubelet = kubernetes_default.kubelet
-    name = next(pod_name for pod_name, pod in kubelet.pods.items()
-                if pod.metadata.labels.get("model-lifecycle/model") == spec.name)
+    pods = {pod.metadata.labels["task_id"]: pod_name for pod_name, pod in kubelet.pods.items()
+            if pod.metadata.labels.get("model-lifecycle/model") == spec.name}
+    name = pods["train"]
     pod = kubelet.pods[name]
-    assert pod.metadata.labels["dag_id"] == spec.dag_id and pod.metadata.labels["task_id"] == "train"
+    assert pod.metadata.labels["dag_id"] == spec.dag_id
     container = pod.spec.containers[0]
     assert [source.secret_ref.name for source in container.env_from] == [SECRET]
     inlined = {variable.name: variable.value for variable in container.env}
@@ -96,6 +97,13 @@ def test_cycle_with_training_pods_and_a_kserve_rollout(write_spec, gitops_repo: 
     assert kubelet.environments[name]["AWS_SECRET_ACCESS_KEY"] == "trainer-secret-value"
     assert pod.spec.restart_policy == "Never"
     assert model_pods(kubernetes_default, spec) == []
+    # the evaluation ran where the data is: a pod of the training image, with the evaluator's contract
+    scoring = kubelet.pods[pods["score"]]
+    assert scoring.spec.containers[0].image == spec.training.image
+    assert scoring.spec.containers[0].command == ["python", "-m", "training.evaluate"]
+    evaluator = {variable.name: variable.value for variable in scoring.spec.containers[0].env}
+    assert json.loads(evaluator["EVALUATION_MODELS"]) == {"challenger": f"models:/{spec.registered_model}/1"}
+    assert [source.secret_ref.name for source in scoring.spec.containers[0].env_from] == [SECRET]
 
     # the rollout: a new revision, the smoke request answered by the runtime's MLServer
     version = versions(mlflow_client, spec)["1"]

@@ -372,13 +372,17 @@ def test_backfill_of_three_past_intervals_promotes_nothing(stack: Stack, promote
     for run in runs:
         stack.wait_for_run(run["dag_run_id"])
         states = stack.api.task_states(DAG_ID, run["dag_run_id"])
-        assert [states[task] for task in ("plan", "train", "register", "evaluate")] == ["success"] * 4
+        tasks = ("plan", "train", "register", "score", "evaluate")
+        assert [states[task] for task in tasks] == ["success"] * len(tasks)
         assert {states[task] for task in PROMOTION_TASKS} == {"skipped"}
 
     trained = {number: v for number, v in stack.versions().items() if number not in versions_before}
     assert len(trained) == 3
     for version in trained.values():
         assert (version.current_stage, version.aliases) == ("None", [])
+        # production trained on days these intervals hold out: it is not scored on them
+        assert "not scored: it trained on rows from" in json.loads(
+            version.tags["evaluation.scores.champion"])["error"]
         assert version.tags["evaluation.verdict"] == "passed"
         assert version.tags["promotion.decision"].startswith(
             "promotion blocked because this is a backfill run")

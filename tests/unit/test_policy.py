@@ -5,10 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import mlflow
 import pytest
+from mlflow.models import MetricThreshold
 
 from model_lifecycle.policy import (
+    Comparison,
     MissingMetricError,
+    ScoredModel,
     data_window,
     decide_promotion,
     evaluate_gate,
@@ -72,76 +76,158 @@ def test_window_older_than_production_never_promotes_unless_forced() -> None:
 
 
 GATES = {
-    "accuracy": MetricGate(min=0.9, max_regression=0.02),
-    "log_loss": MetricGate(goal="minimize", max=0.4, max_regression=0.05),
+    "accuracy_score": MetricGate(greater_is_better=True, threshold=0.9, max_regression=0.02),
+    "log_loss": MetricGate(greater_is_better=False, threshold=0.4, max_regression=0.05),
 }
 
 
-def test_gate_passes_within_bounds_and_allowed_regression() -> None:
-    result = evaluate_gate(GATES, {"accuracy": 0.93, "log_loss": 0.2, "extra": 1.0},
-                           baseline_metrics={"accuracy": 0.94, "log_loss": 0.17}, baseline_version="4")
+def comparison(challenger: dict[str, float], champion: dict[str, float] | None = None, *,
+               champion_error: str | None = None, **others: dict[str, float]) -> Comparison:
+    scored = [ScoredModel(role="challenger", version="5", metrics=challenger)]
+    if champion is not None or champion_error:
+        scored.append(ScoredModel(role="champion", version="4", metrics=champion or {}, error=champion_error))
+    scored += [ScoredModel(role=role, version="3", metrics=metrics) for role, metrics in others.items()]
+    return Comparison(run_id="r1", dataset_digest="d1g35t", window_start="s", window_end="e",
+                      scored=tuple(scored))
+
+
+def test_gate_passes_within_threshold_and_allowed_regression() -> None:
+    result = evaluate_gate(GATES, comparison({"accuracy_score": 0.93, "log_loss": 0.2, "extra": 1.0},
+                                             {"accuracy_score": 0.94, "log_loss": 0.17}))
     assert result.passed and result.failures == []
-    assert result.summary() == "passed 2 metric checks (baseline: production v4)"
+    assert result.summary() == "passed 2 metric checks on evaluation dataset d1g35t (against production v4)"
     checks = {check.metric: check for check in result.checks}
-    assert checks["accuracy"].regression == pytest.approx(0.01)
-    assert checks["log_loss"].regression == pytest.approx(0.03)
+    assert checks["accuracy_score"].change == pytest.approx(-0.01)
+    assert checks["log_loss"].change == pytest.approx(-0.03)  # worse by 0.03, lower being better
 
 
-def test_improvement_is_not_a_regression() -> None:
-    result = evaluate_gate(GATES, {"accuracy": 0.99, "log_loss": 0.1},
-                           baseline_metrics={"accuracy": 0.9, "log_loss": 0.3}, baseline_version="1")
-    assert result.passed
-    assert all(check.regression == 0 for check in result.checks)
-
-
-def test_gate_fails_on_bounds_and_on_regression_in_the_metric_direction() -> None:
-    result = evaluate_gate(GATES, {"accuracy": 0.85, "log_loss": 0.3},
-                           baseline_metrics={"accuracy": 0.95, "log_loss": 0.2}, baseline_version="7")
+def test_gate_fails_on_threshold_and_on_regression_in_the_metric_direction() -> None:
+    result = evaluate_gate(GATES, comparison({"accuracy_score": 0.85, "log_loss": 0.3},
+                                             {"accuracy_score": 0.95, "log_loss": 0.2}))
     assert not result.passed
     assert result.failures == [
-        "accuracy 0.85 is below the minimum 0.9",
-        "accuracy 0.85 regresses by 0.1 against production v7 (0.95); at most 0.02 is allowed",
-        "log_loss 0.3 regresses by 0.1 against production v7 (0.2); at most 0.05 is allowed",
+        "accuracy_score 0.85 misses the threshold: at least 0.9 is required",
+        "accuracy_score 0.85 is worse than production v4's 0.95 by more than 0.02 (max_regression)",
+        "log_loss 0.3 is worse than production v4's 0.2 by more than 0.05 (max_regression)",
     ]
-    assert result.summary().startswith("rejected: accuracy 0.85 is below the minimum 0.9")
+    assert result.summary().startswith("rejected: accuracy_score 0.85 misses the threshold")
 
 
 def test_nan_never_passes() -> None:
-    result = evaluate_gate({"accuracy": MetricGate(min=0.5)}, {"accuracy": float("nan")})
-    assert not result.passed
-    assert "accuracy is NaN" in result.failures
+    gates = {"accuracy_score": MetricGate(greater_is_better=True, threshold=0.5)}
+    assert not evaluate_gate(gates, comparison({"accuracy_score": float("nan")})).passed
 
 
-def test_without_production_only_absolute_bounds_apply() -> None:
-    result = evaluate_gate(GATES, {"accuracy": 0.91, "log_loss": 0.39})
-    assert result.passed and result.baseline_version is None
-    assert result.summary() == "passed 2 metric checks (baseline: no production)"
+def test_first_version_is_judged_on_the_thresholds_alone() -> None:
+    gates = {**GATES, "roc_auc": MetricGate(greater_is_better=True, min_absolute_change=0.01)}
+    result = evaluate_gate(gates, comparison({"accuracy_score": 0.91, "log_loss": 0.39, "roc_auc": 0.5}))
+    assert result.passed and result.champion_version is None
+    assert result.summary().endswith("(against no production version)")
 
 
-def test_baseline_lacking_a_metric_is_not_compared_on_it() -> None:
-    result = evaluate_gate(GATES, {"accuracy": 0.95, "log_loss": 0.2},
-                           baseline_metrics={"accuracy": 0.95}, baseline_version="2")
-    assert result.passed
-    assert {c.metric: c.regression for c in result.checks} == {"accuracy": 0.0, "log_loss": None}
+def test_champion_that_cannot_be_scored_leaves_the_thresholds_or_blocks() -> None:
+    broken = comparison({"accuracy_score": 0.95, "log_loss": 0.2}, champion_error="OSError: model.pkl gone")
+    result = evaluate_gate(GATES, broken)
+    assert result.passed and result.champion_version == "4"
+    assert result.champion_problem == "production v4 could not be scored: OSError: model.pkl gone"
+    assert "thresholds only: production v4 could not be scored" in result.summary()
+    assert all(check.champion is None for check in result.checks)
+    blocked = evaluate_gate(GATES, broken, if_champion_unavailable="block")
+    assert not blocked.passed
+    assert blocked.failures == ["production v4 could not be scored: OSError: model.pkl gone "
+                                "(evaluation.if_champion_unavailable is 'block')"]
 
 
-def test_metric_missing_from_the_run_is_named() -> None:
-    with pytest.raises(MissingMetricError, match=r"names metric\(s\) \['log_loss'\] but the run logged "
-                                                 r"only \['accuracy', 'f1'\]"):
-        evaluate_gate(GATES, {"accuracy": 0.95, "f1": 0.9})
+def test_champion_lacking_a_metric_fails_a_required_change_as_mlflow_does() -> None:
+    scored = comparison({"accuracy_score": 0.95, "log_loss": 0.2}, {"accuracy_score": 0.95})
+    result = evaluate_gate(GATES, scored)
+    assert result.failures == ["log_loss is missing from the evaluation of production v4: no change can be "
+                               "measured"]
 
 
-def test_gate_result_serialises_every_check() -> None:
-    result = evaluate_gate(GATES, {"accuracy": 0.95, "log_loss": 0.2})
+def test_metric_missing_from_the_challengers_evaluation_is_named() -> None:
+    with pytest.raises(MissingMetricError, match=r"names metric\(s\) \['log_loss'\] but the evaluation of "
+                       r"the challenger produced only \['accuracy_score', 'f1_score'\]"):
+        evaluate_gate(GATES, comparison({"accuracy_score": 0.95, "f1_score": 0.9}))
+
+
+def test_gate_result_serialises_every_check_with_every_role() -> None:
+    result = evaluate_gate(GATES, comparison({"accuracy_score": 0.95, "log_loss": 0.2},
+                                             {"accuracy_score": 0.9, "log_loss": 0.25},
+                                             **{"previous-production": {"accuracy_score": 0.8}}))
     checks = json.loads(result.to_json())
-    assert [check["metric"] for check in checks] == ["accuracy", "log_loss"]
-    assert checks[0]["min"] == 0.9 and checks[0]["passed"] is True
+    assert [check["metric"] for check in checks] == ["accuracy_score", "log_loss"]
+    assert checks[0]["threshold"] == 0.9 and checks[0]["champion"] == 0.9 and checks[0]["passed"] is True
+    assert checks[0]["others"] == {"previous-production": 0.8} and checks[1]["others"] == {}
+    assert checks[0]["change"] == pytest.approx(0.05)
 
 
-def test_gate_fingerprint_changes_with_the_gate() -> None:
-    assert gate_fingerprint(GATES) == gate_fingerprint(dict(reversed(list(GATES.items()))))
-    stricter = {**GATES, "accuracy": MetricGate(min=0.95, max_regression=0.02)}
-    assert gate_fingerprint(stricter) != gate_fingerprint(GATES)
+def test_gate_fingerprint_changes_with_the_gate_and_the_evaluation() -> None:
+    def fingerprint(gates: dict[str, MetricGate], run: str = "r1", rule: str = "thresholds_only") -> str:
+        return gate_fingerprint(gates, if_champion_unavailable=rule, evaluation_run_id=run)
+
+    assert fingerprint(GATES) == fingerprint(dict(reversed(list(GATES.items()))))
+    stricter = {**GATES, "accuracy_score": MetricGate(greater_is_better=True, threshold=0.95)}
+    assert fingerprint(stricter) != fingerprint(GATES)
+    assert fingerprint(GATES, run="r2") != fingerprint(GATES)
+    assert fingerprint(GATES, rule="block") != fingerprint(GATES)
+
+
+def _mlflow_passes(threshold: MetricThreshold, candidate: float, baseline: float | None) -> bool:
+    from mlflow.models import EvaluationResult
+    from mlflow.models.evaluation.validation import ModelValidationFailedException
+
+    baseline_result = None if baseline is None else EvaluationResult(metrics={"m": baseline}, artifacts={})
+    try:
+        mlflow.validate_evaluation_results({"m": threshold}, EvaluationResult(metrics={"m": candidate},
+                                                                              artifacts={}), baseline_result)
+    except ModelValidationFailedException:
+        return False
+    return True
+
+
+VALUES = [-1.5, -0.2, 0.0, 1e-11, 0.1, 0.3, 0.5, 0.50000001, 0.7, 0.9, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("greater_is_better", [True, False])
+@pytest.mark.parametrize(("threshold", "min_absolute_change", "min_relative_change"), [
+    (0.5, None, None), (None, 0.1, None), (None, None, 0.1), (None, None, 0.0), (0.3, 0.2, 0.5),
+    (0.7, 1e-9, None), (-0.2, None, 1.0),
+])
+def test_the_gate_decides_as_mlflow_validate_evaluation_results(
+        greater_is_better: bool, threshold: float | None, min_absolute_change: float | None,
+        min_relative_change: float | None) -> None:
+    """Every pair of challenger and champion values, through MLflow's own validator and through ours."""
+    gate = MetricGate(greater_is_better=greater_is_better, threshold=threshold,
+                      min_absolute_change=min_absolute_change, min_relative_change=min_relative_change)
+    mlflow_threshold = MetricThreshold(threshold=threshold, min_absolute_change=min_absolute_change,
+                                       min_relative_change=min_relative_change,
+                                       greater_is_better=greater_is_better)
+    disagreements = []
+    for candidate in VALUES:
+        for baseline in [*VALUES, None]:
+            champion = None if baseline is None else {"m": baseline}
+            ours = evaluate_gate({"m": gate}, comparison({"m": candidate}, champion)).passed
+            if baseline is None:  # without a champion, MLflow's decision on the threshold alone
+                alone = MetricThreshold(threshold=threshold, greater_is_better=greater_is_better) if (
+                    threshold is not None) else None
+                expected = alone is None or _mlflow_passes(alone, candidate, None)
+            else:
+                expected = _mlflow_passes(mlflow_threshold, candidate, baseline)
+            if ours != expected:
+                disagreements.append((candidate, baseline, ours, expected))
+    assert disagreements == []
+
+
+@pytest.mark.parametrize(("greater_is_better", "challenger", "champion", "passed"), [
+    (True, 0.90, 0.92, True), (True, 0.90, 0.9200001, False), (True, 0.95, 0.92, True),
+    (False, 0.22, 0.20, True), (False, 0.2200001, 0.20, False), (False, 0.10, 0.20, True),
+])
+def test_max_regression_allows_the_challenger_that_much_worse(greater_is_better: bool, challenger: float,
+                                                              champion: float, passed: bool) -> None:
+    gate = MetricGate(greater_is_better=greater_is_better, max_regression=0.02)
+    result = evaluate_gate({"m": gate}, comparison({"m": challenger}, {"m": champion}))
+    assert result.passed is passed
 
 
 def test_branch_name_is_deterministic_and_a_valid_ref() -> None:

@@ -35,7 +35,7 @@ def test_shipped_specs_are_valid() -> None:
     spec = catalog.specs["demo"]
     assert spec.dag_id == "retrain__demo"
     assert spec.training.backend == "local"
-    assert spec.evaluation.metrics["log_loss"].goal == "minimize"
+    assert spec.evaluation.metrics["log_loss"].greater_is_better is False
     assert spec.rollout.smoke_request is not None
     assert len(spec.rollout.smoke_request.instances) == 2
 
@@ -43,8 +43,22 @@ def test_shipped_specs_are_valid() -> None:
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda d: d["evaluation"]["metrics"]["accuracy"].update(min="high"),
-         "evaluation.metrics.accuracy.min: Input should be a valid number"),
+        (lambda d: d["evaluation"]["metrics"]["accuracy_score"].update(threshold="high"),
+         "evaluation.metrics.accuracy_score.threshold: Input should be a valid number"),
+        (lambda d: d["evaluation"]["metrics"].update(accuracy={"min": 0.9, "max_regression": 0.03}),
+         "evaluation.metrics.accuracy: min: the gate speaks MLflow's MetricThreshold terms now; write "
+         '{"greater_is_better": true, "threshold": 0.9, "max_regression": 0.03}'),
+        (lambda d: d["evaluation"]["metrics"].update(log_loss={"goal": "minimize", "max": 0.35}),
+         "evaluation.metrics.log_loss: goal, max: the gate speaks MLflow's MetricThreshold terms now; write "
+         '{"greater_is_better": false, "threshold": 0.35}'),
+        (lambda d: d["evaluation"]["metrics"]["roc_auc"].update(min_absolute_change=0.01),
+         "evaluation.metrics.roc_auc: max_regression allows the challenger to be worse"),
+        (lambda d: d["evaluation"]["metrics"]["roc_auc"].update(min_relative_change=1.5),
+         "evaluation.metrics.roc_auc.min_relative_change: Input should be less than or equal to 1"),
+        (lambda d: d["evaluation"]["metrics"].update(f1_score={"threshold": 0.9}),
+         "evaluation.metrics.f1_score.greater_is_better: Field required"),
+        (lambda d: d["evaluation"].update(dataset={"holdout_fraction": 1}),
+         "evaluation.dataset.holdout_fraction: Input should be less than 1"),
         (lambda d: d["training"].update(backend="slurm"), "training.backend: Input should be 'local'"),
         (lambda d: d.update(schedule="every day"), "schedule: 'every day' is not a cron expression"),
         (lambda d: d.update(schedule="0 3 * * 8"),
@@ -55,10 +69,9 @@ def test_shipped_specs_are_valid() -> None:
          "gitops.inference_service.name: String should match pattern"),
         (lambda d: d["data"].update(lookback_days=0),
          "data.lookback_days: Input should be greater than or equal to 1"),
-        (lambda d: d["evaluation"]["metrics"].update(f1={}),
-         "evaluation.metrics.f1: give at least one of min, max, max_regression"),
-        (lambda d: d["evaluation"]["metrics"].update(f1={"min": 0.9, "max": 0.5}),
-         "evaluation.metrics.f1: min (0.9) is greater than max (0.5)"),
+        (lambda d: d["evaluation"]["metrics"].update(f1_score={"greater_is_better": True}),
+         "evaluation.metrics.f1_score: give at least one of threshold, min_absolute_change, "
+         "min_relative_change, max_regression"),
         (lambda d: d["rollout"]["smoke_request"].update(expected_predictions=[0]),
          "rollout.smoke_request: expected_predictions has 1 values for 2 instances"),
         (lambda d: d["aliases"].update(staging="production"), "aliases: aliases must be distinct"),

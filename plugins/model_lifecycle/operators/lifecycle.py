@@ -15,9 +15,9 @@ from model_lifecycle.lease import PromotionLeaseMixin
 from model_lifecycle.links import VERSION_LINKS, run_url, version_links
 from model_lifecycle.notifications import notify
 from model_lifecycle.operators.base import MLFLOW_CONN_ID, ModelLifecycleOperator, force_reason, run_type
-from model_lifecycle.policy import data_window, evaluate_gate, gate_fingerprint
+from model_lifecycle.policy import data_window, gate_fingerprint
 from model_lifecycle.promotion import PromotionService
-from model_lifecycle.results import Plan, ProductionChange, RegisteredVersion
+from model_lifecycle.results import Plan, ProductionChange, RegisteredVersion, Scoring
 from model_lifecycle.specs import ModelSpec
 
 if TYPE_CHECKING:
@@ -177,8 +177,8 @@ class RegisterOperator(ModelLifecycleOperator):
                 f"no finished MLflow run of {self.spec.registered_model} for the data window {start} to "
                 f"{end} in experiment {self.spec.experiment!r}; the train task must succeed first"
             )
-        carried = (Tag.MODEL, Tag.DATA_SOURCE, Tag.WINDOW_START, Tag.WINDOW_END, Tag.DAG_ID, Tag.RUN_ID,
-                   Tag.TRY_NUMBER)
+        carried = (Tag.MODEL, Tag.DATA_SOURCE, Tag.WINDOW_START, Tag.WINDOW_END, Tag.EVALUATION_DIGEST,
+                   Tag.DAG_ID, Tag.RUN_ID, Tag.TRY_NUMBER)
         tags = {key: run.data.tags[key] for key in carried if key in run.data.tags}
         tags[Tag.RUN_URL] = run_url(context)
         # The run links back to the Airflow run as well (the trainer cannot know the UI's address).
@@ -188,60 +188,73 @@ class RegisterOperator(ModelLifecycleOperator):
 
 
 class EvaluateOperator(VersionOperator, SkipMixin):
-    """The evaluation gate. A version that fails it, or a run that may not promote, ends here: the
-    verdict and the reason are written to MLflow and every downstream task is skipped."""
+    """The evaluation gate, on the comparison the score task made: the challenger and the champion on
+    the same evaluation dataset. A version that fails it, or a run that may not promote, ends here: the
+    verdict, every role's figures and the dataset's digest are written to the version, and every
+    downstream task is skipped."""
 
-    template_fields = ("model", "plan", "registered")
+    template_fields = ("model", "plan", "registered", "scoring")
 
     def __init__(self, *, spec: ModelSpec | str, plan: Plan | XComArg,
-                 registered: RegisteredVersion | XComArg, mlflow_conn_id: str = MLFLOW_CONN_ID,
-                 **kwargs: Any) -> None:
+                 registered: RegisteredVersion | XComArg, scoring: Scoring | XComArg,
+                 mlflow_conn_id: str = MLFLOW_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.use_spec(spec, mlflow_conn_id)
         self.plan = plan
         self.registered = registered
+        self.scoring = scoring
 
     def execute(self, context: Context) -> None:
-        import json
-
         from model_lifecycle.evidence import metric_table
         from model_lifecycle.policy import MissingMetricError
         from model_lifecycle.registry import Tag
 
-        plan = Plan.from_xcom(self.plan)
-        version, run_id = self.version.version, self.version.run_id
-        name = self.spec.registered_model
+        plan, scoring = Plan.from_xcom(self.plan), Scoring.from_xcom(self.scoring)
+        if scoring.run_id is None:
+            raise AirflowFailException(f"the score task made no comparison: {scoring.problem}")
+        version, name = self.version.version, self.spec.registered_model
+        evaluation = self.spec.evaluation
+        fingerprint = gate_fingerprint(evaluation.metrics,
+                                       if_champion_unavailable=evaluation.if_champion_unavailable,
+                                       evaluation_run_id=scoring.run_id)
         tags = self.registry.version(version).tags
-        fingerprint = gate_fingerprint(self.spec.evaluation.metrics)
         if tags.get(Tag.VERDICT) in ("passed", "rejected") and tags.get(Tag.GATE) == fingerprint:
-            passed, summary = tags[Tag.VERDICT] == "passed", tags[Tag.SUMMARY]
-            checks, against = tags.get(Tag.CHECKS), tags.get(Tag.BASELINE_VERSION, "none")
-            self.log.info("%s v%s was already evaluated against this gate: %s", name, version, summary)
+            passed, summary, checks = tags[Tag.VERDICT] == "passed", tags[Tag.SUMMARY], tags[Tag.CHECKS]
+            self.log.info("%s v%s was already judged on evaluation run %s by this gate: %s", name, version,
+                          scoring.run_id, summary)
         else:
-            production = self.registry.production()
-            baseline = production if production is not None and production.version != version else None
             try:
-                result = evaluate_gate(
-                    self.spec.evaluation.metrics,
-                    self.registry.metrics(run_id),
-                    baseline_metrics=self.registry.metrics(baseline.run_id) if baseline else None,
-                    baseline_version=baseline.version if baseline else None,
-                )
+                comparison, result = PromotionService.of(self).judge(scoring.run_id)
             except MissingMetricError as error:
-                message = (f"{name} v{version} (run {run_id}): {error} (evaluation.metrics of spec "
-                           f"{self.spec.name!r})")
+                message = (f"{name} v{version} (evaluation run {scoring.run_id}): {error} "
+                           f"(evaluation.metrics of spec {self.spec.name!r})")
                 # The version says why it went no further, for whoever reads the registry.
                 self.registry.set_tags(version, {Tag.VERDICT: "error", Tag.SUMMARY: message})
                 raise AirflowFailException(message) from None
-            passed, summary = result.passed, result.summary()
-            checks, against = result.to_json(), result.baseline_version or "none"
+            passed, summary, checks = result.passed, result.summary(), result.to_json()
+            # An earlier comparison's roles and champion problem do not stand beside this verdict.
+            self.registry.drop_tags(version, [key for key in tags if key.startswith(Tag.SCORES_PREFIX)]
+                                    + [Tag.CHAMPION_PROBLEM])
             self.registry.set_tags(version, {
                 Tag.VERDICT: "passed" if passed else "rejected",
                 Tag.SUMMARY: summary,
                 Tag.CHECKS: checks,
-                Tag.BASELINE_VERSION: against,
+                Tag.BASELINE_VERSION: result.champion_version or "none",
+                Tag.DATASET_DIGEST: comparison.dataset_digest,
                 Tag.GATE: fingerprint,
+                **{Tag.SCORES_PREFIX + model.role: json.dumps(
+                    {"version": model.version, "metrics": dict(model.metrics)} if model.error is None
+                    else {"version": model.version, "error": model.error[:2000]}, sort_keys=True)
+                   for model in comparison.scored},
+                **({Tag.CHAMPION_PROBLEM: result.champion_problem[:5000]} if result.champion_problem else {}),
             })
+            if result.champion_problem:
+                self.log.warning("The champion was not compared: %s", result.champion_problem)
+            held_out = tags.get(Tag.EVALUATION_DIGEST)
+            if held_out and held_out != comparison.dataset_digest:
+                self.log.warning("The evaluation dataset (%s) is not the one the trainer held out (%s): the "
+                                 "data source changed for this window since training.",
+                                 comparison.dataset_digest, held_out)
             if not passed:
                 self.registry.reject(version, f"evaluation gate: {summary}")
                 notify(context, self.spec, "rejected", f"The evaluation gate rejected {name} v{version}: "
@@ -251,12 +264,10 @@ class EvaluateOperator(VersionOperator, SkipMixin):
         if plan.forced:
             decision[Tag.FORCED_REASON] = plan.decision
         self.registry.set_tags(version, decision)
-        self.registry.tag_run(run_id, decision)
+        self.registry.tag_run(self.version.run_id, decision)
 
-        if checks:
-            column = "production (none)" if against == "none" else f"production (v{against})"
-            self.log.info("The evaluation gate, on the candidate run's metrics:\n%s", metric_table(
-                json.loads(checks), version=version, baseline_column=column))
+        self.log.info("The evaluation gate, on the evaluation dataset the versions were scored on "
+                      "together:\n%s", metric_table(json.loads(checks), scoring.versions))
         if not passed:
             self.log.warning("REJECTED by the evaluation gate: %s v%s: %s", name, version, summary)
         elif not plan.may_promote:

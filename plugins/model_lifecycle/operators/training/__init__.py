@@ -1,16 +1,17 @@
-"""Training: the train task for the spec's backend, and the contract both backends keep.
+"""The jobs of the training image, on the spec's backend: training, and scoring versions on the
+evaluation dataset.
 
-``local`` (``local.py``) runs the trainer as a child process of the task; ``kubernetes``
-(``kubernetes.py``) runs it in a pod with the cncf provider's KubernetesPodOperator, imported only when
-a spec uses it (the provider costs seconds to import). Whatever the backend, a finished MLflow run for
-this model and data window is reused instead of training again (``common.py``).
+``local`` (``local.py``) runs them as child processes of the task; ``kubernetes`` (``kubernetes.py``)
+runs them in pods with the cncf provider's KubernetesPodOperator, imported only when a spec uses it
+(the provider costs seconds to import). Whatever the backend, a finished MLflow run of the same job is
+reused instead of running it again (``common.py``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from model_lifecycle.operators.training.local import LocalTrainingOperator
+from model_lifecycle.operators.training.local import LocalScoringOperator, LocalTrainingOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -25,3 +26,13 @@ def training_task(spec: ModelSpec, **kwargs: Any) -> BaseOperator:
 
         return KubernetesTrainingOperator(spec=spec, **kwargs)
     return LocalTrainingOperator(spec=spec, **kwargs)
+
+
+def scoring_task(spec: ModelSpec | str, backend: Literal["local", "kubernetes"],
+                 **kwargs: Any) -> BaseOperator:
+    """The score task for a backend (``spec`` may be a template that names the model)."""
+    if backend == "kubernetes":
+        from model_lifecycle.operators.training.kubernetes import KubernetesScoringOperator
+
+        return KubernetesScoringOperator(spec=spec, **kwargs)
+    return LocalScoringOperator(spec=spec, **kwargs)
