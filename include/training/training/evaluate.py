@@ -133,7 +133,7 @@ def score(role: str, uri: str, dataset: Any, *, model_type: str, seen: str | Non
     with mlflow.start_run(run_name=f"{role}: {uri}", nested=True,
                           tags={"evaluation.role": role, "evaluation.model_uri": uri}):
         if seen is not None:
-            return not_compared(role, uri, f"not scored: {seen}")
+            return not_compared(role, uri, seen)
         try:
             model = mlflow.pyfunc.load_model(uri)
         # Unpickling a model can raise anything; the error is the finding, recorded on the role's run.
@@ -151,7 +151,7 @@ def score(role: str, uri: str, dataset: Any, *, model_type: str, seen: str | Non
 def not_compared(role: str, uri: str, reason: str) -> None:
     mlflow.set_tag("evaluation.error", reason[:5000])
     mlflow.end_run(status="FAILED")
-    print(f"evaluator: {role} {uri} {reason}", file=sys.stderr)
+    print(f"evaluator: {role} {uri} is not scored: {reason}", file=sys.stderr)
 
 
 if __name__ == "__main__":
