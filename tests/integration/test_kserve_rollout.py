@@ -63,6 +63,10 @@ def merge(repo: Path, uri: str, *, canary: int | None = None) -> str:
     return git(repo, "rev-parse", "HEAD").strip()
 
 
+# How long a stuck rollout is watched before its timeout is read.
+STUCK_SECONDS = 10
+
+
 def watch(uri: str, merge_sha: str, *, seconds: float, argocd: bool = False,
           canary_percent: int | None = None) -> dict[str, Any]:
     trigger = InferenceServiceRolloutTrigger(
@@ -161,7 +165,8 @@ def test_old_revision_still_ready_times_out_with_the_last_conditions(
         gitops_repo: Path, mlflow_server: Any, kubernetes_default: Any, model_servers: Any,
         model_uri: str) -> None:
     with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, behaviour="stuck"):
-        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=3)
+        # long enough for the stand-ins to apply the merge on a loaded machine: the reason is the last seen
+        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=STUCK_SECONDS)
     assert event["state"] == "timeout"
     assert event["reason"] == (f"the latest ready revision is still '{FIRST_REVISION}', the one from "
                                "before the merge")
@@ -270,7 +275,8 @@ def test_standard_mode_old_replica_set_still_serving_times_out_naming_it(
         model_uri: str) -> None:
     use_standard_mode(gitops_repo)
     with stack(gitops_repo, mlflow_server, kubernetes_default, model_servers, behaviour="stuck"):
-        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=3)
+        # long enough for the stand-ins to apply the merge on a loaded machine: the reason is the last seen
+        event = watch(model_uri, merge(gitops_repo, model_uri), seconds=STUCK_SECONDS)
     assert event["state"] == "timeout"
     assert event["reason"] == (f"an old ReplicaSet still serves: Deployment '{DEPLOYMENT}' has 2 "
                                "replica(s), 1 updated")
