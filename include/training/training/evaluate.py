@@ -147,7 +147,6 @@ def score(role: str, uri: str, dataset: Any, *, model_type: str, seen: str | Non
             f"{metric}={value:.4f}" for metric, value in sorted(result.metrics.items())))
 
 
-
 def not_compared(role: str, uri: str, reason: str) -> None:
     mlflow.set_tag("evaluation.error", reason[:5000])
     mlflow.end_run(status="FAILED")
