@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# pytest-xdist workers: each has its own servers and Airflow database; a file's tests stay on one.
+TEST_WORKERS ?= 2
 
 .PHONY: demo demo-stop airflow test bench lock clean
 
@@ -25,7 +27,7 @@ airflow: $(INSTALLED)  ## the same DAGs in `airflow standalone`, with the demo's
 
 test: $(INSTALLED)  ## lint, then the whole test suite
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(INSTALLED)  ## tables of DAG parse cost, cost of waiting, one run's orchestration, the serving runtimes, and mlflow_gc vs `mlflow gc` (1,000 and 10,000 runs: most of the ~15 minutes)
 	$(BIN)/python -m benchmarks.parse_cost

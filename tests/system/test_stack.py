@@ -363,10 +363,14 @@ def test_backfill_of_three_past_intervals_promotes_nothing(stack: Stack, promote
     production_before, git_before = stack.aliases(), stack.git_state()
     versions_before = set(stack.versions())
 
-    # on call, from a shell: the intervals starting on each of the three days before yesterday
+    # on call, from a shell: the intervals starting on each of the three days before yesterday, with the
+    # lookback production was trained with. Its holdout then lies in production's training days at any
+    # time of day (with the spec's 14 days, the newest interval's holdout starts after the days a
+    # 21-day window ending this morning trained on).
     stack.airflow.cli("backfill", "create", "--dag-id", DAG_ID, "--max-active-runs", "3",
                       "--from-date", str(today - dt.timedelta(days=4)),
-                      "--to-date", str(today - dt.timedelta(days=1)))
+                      "--to-date", str(today - dt.timedelta(days=1)),
+                      "--dag-run-conf", json.dumps({"lookback_days": 21}))
     runs = stack.dag_runs(run_type="backfill")
     assert len(runs) == 3
     for run in runs:
